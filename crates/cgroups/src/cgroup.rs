@@ -1,0 +1,361 @@
+//! A container's cgroup: one directory per hierarchy, created together, limited, joined and
+//! removed together. The directories are owned: dropping a [`Cgroup`] removes them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::fsio::{self, write_file};
+use crate::limits::{LIMIT_CONTROLLERS, Limits, settings};
+use crate::{Error, Layout, V1Hierarchy, Version, kill, v1, v2};
+
+/// How long [`Cgroup::remove`] keeps retrying `rmdir`: killed tasks keep a cgroup busy
+/// (EBUSY) until they have finished exiting, which takes milliseconds, longer under load.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
+const RETRY_FIRST: Duration = Duration::from_micros(100);
+const RETRY_MAX: Duration = Duration::from_millis(10);
+
+/// Which kind of tree a directory lives in; file names and kill strategy differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tree {
+    V1,
+    V2,
+}
+
+/// What berth knows about one directory it created.
+#[derive(Debug)]
+struct Dir {
+    tree: Tree,
+    /// Controllers whose files this directory has.
+    controllers: Vec<String>,
+}
+
+/// A cgroup made of one directory directly under the root of each mounted hierarchy.
+#[derive(Debug)]
+pub struct Cgroup {
+    paths: Vec<PathBuf>,
+    /// Index-aligned with `paths`.
+    dirs: Vec<Dir>,
+    /// The v2 directory, kept open on a pure v2 host for `clone3(CLONE_INTO_CGROUP)`.
+    v2_fd: Option<OwnedFd>,
+}
+
+impl Cgroup {
+    /// Creates `name` (one path component, e.g. "berth-run-1234-5") directly under the root
+    /// of every hierarchy of `layout`: all v1 hierarchies, plus the cgroup2 mount if present.
+    ///
+    /// A new v1 cpuset gets the parent's CPUs and memory nodes, or no task could join it. On
+    /// v2, the parent's `cgroup.subtree_control` is made to enable whichever of cpu, memory
+    /// and pids it offers, so that [`Cgroup::apply`] finds their files. Fails with
+    /// [`Error::Exists`] when a directory is already there (another container's, most likely:
+    /// sharing it would mix their limits). On any failure, what was created is removed again.
+    pub fn create(layout: &Layout, name: &str) -> Result<Cgroup, Error> {
+        let _span = tracing::debug_span!("cgroup_create", name).entered();
+        check_name(name)?;
+        let count = layout.v1.len() + usize::from(layout.unified.is_some());
+        // From here on, an early return drops `cgroup`, which removes what exists so far.
+        let mut cgroup = Cgroup {
+            paths: Vec::with_capacity(count),
+            dirs: Vec::with_capacity(count),
+            v2_fd: None,
+        };
+        for hierarchy in &layout.v1 {
+            cgroup.create_v1(hierarchy, name)?;
+        }
+        if let Some(root) = &layout.unified {
+            let path = cgroup.create_v2(root, name)?;
+            if layout.version == Version::V2 {
+                cgroup.v2_fd = Some(open_dir(&path)?);
+            }
+        }
+        Ok(cgroup)
+    }
+
+    fn create_v1(&mut self, hierarchy: &V1Hierarchy, name: &str) -> Result<(), Error> {
+        let path = hierarchy.mount_point.join(name);
+        make_dir(&path)?;
+        self.paths.push(path);
+        self.dirs.push(Dir {
+            tree: Tree::V1,
+            controllers: hierarchy.controllers.clone(),
+        });
+        if hierarchy.controllers.iter().any(|c| c == "cpuset") {
+            v1::inherit_cpuset(&hierarchy.mount_point, &hierarchy.mount_point.join(name))?;
+        }
+        Ok(())
+    }
+
+    fn create_v2(&mut self, root: &Path, name: &str) -> Result<PathBuf, Error> {
+        // Before mkdir, so that a refusal leaves nothing behind to undo.
+        let controllers = v2::delegate_controllers(root, &LIMIT_CONTROLLERS)?;
+        let path = root.join(name);
+        make_dir(&path)?;
+        self.paths.push(path.clone());
+        self.dirs.push(Dir {
+            tree: Tree::V2,
+            controllers,
+        });
+        Ok(path)
+    }
+
+    /// Writes `limits` into the directory of each controller that enforces one: v1
+    /// `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_period_us` + `cpu.cfs_quota_us`; v2
+    /// `memory.max`, `pids.max`, `cpu.max`. Nothing is written when a limit is invalid or
+    /// its controller is missing ([`Error::MissingController`]): a container must not start
+    /// with half of its limits.
+    pub fn apply(&self, limits: &Limits) -> Result<(), Error> {
+        let _span = tracing::debug_span!("cgroup_apply", ?limits).entered();
+        limits.validate()?;
+        let settings = settings(limits);
+        let mut targets = Vec::with_capacity(settings.len());
+        for setting in &settings {
+            let controller = setting.files.controller;
+            let before = targets.len();
+            for (path, dir) in self.paths.iter().zip(&self.dirs) {
+                if dir.controllers.iter().any(|c| c == controller) {
+                    targets.push((path, dir.tree, setting));
+                }
+            }
+            if targets.len() == before {
+                return Err(Error::MissingController { controller });
+            }
+        }
+        for (path, tree, setting) in targets {
+            for (file, value) in setting.writes(tree == Tree::V2) {
+                write_file(&path.join(file), value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` (all its threads) into every directory of this cgroup.
+    pub fn attach(&self, pid: i32) -> Result<(), Error> {
+        let _span = tracing::debug_span!("cgroup_attach", pid).entered();
+        let value = pid.to_string();
+        for path in &self.paths {
+            let procs = path.join("cgroup.procs");
+            fsio::write(&procs, &value).map_err(|source| Error::Attach {
+                path: procs,
+                pid,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// On a pure v2 host, the cgroup directory opened `O_PATH`, to pass to `clone3` with
+    /// `CLONE_INTO_CGROUP` so the child starts inside its limits with no attach step. `None`
+    /// on v1 and hybrid hosts, where a child must be attached to the v1 hierarchies anyway.
+    pub fn v2_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.v2_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The directories, one per hierarchy, in the layout's order (v1 first, then cgroup2).
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Kills whatever is still inside and removes every directory, with any child cgroups
+    /// the container made below them.
+    ///
+    /// v2 uses `cgroup.kill`, which cannot miss a process forked meanwhile; v1 (and kernels
+    /// before 5.14) get SIGKILL per listed pid, repeated until the list is empty. `rmdir`
+    /// fails with EBUSY until killed tasks have exited, so it is retried for up to 2 s; after
+    /// that the error names the directory still there.
+    pub fn remove(mut self) -> Result<(), Error> {
+        self.teardown()
+    }
+
+    /// Removes every directory, once: afterwards the cgroup owns nothing, whatever the outcome
+    /// (so `Drop` does not wait another 2 s for a directory that will not go).
+    fn teardown(&mut self) -> Result<(), Error> {
+        let _span = tracing::debug_span!("cgroup_remove").entered();
+        self.v2_fd = None;
+        let mut first_error = None;
+        let mut pending: Vec<(PathBuf, bool)> = Vec::with_capacity(self.paths.len());
+        for (path, dir) in self.paths.drain(..).zip(self.dirs.drain(..)) {
+            let killed_by_kernel = match dir.tree {
+                Tree::V2 => v2::kill_all(&path).unwrap_or_else(|e| {
+                    first_error.get_or_insert(e);
+                    false
+                }),
+                Tree::V1 => false,
+            };
+            pending.push((path, !killed_by_kernel));
+        }
+        let deadline = Instant::now() + REMOVE_TIMEOUT;
+        let mut delay = RETRY_FIRST;
+        loop {
+            pending.retain(
+                |(path, kill_by_pid)| match remove_tree(path, *kill_by_pid) {
+                    Ok(gone) => !gone,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        false
+                    }
+                },
+            );
+            let Some((busy, _)) = pending.first() else {
+                break;
+            };
+            if Instant::now() >= deadline {
+                return Err(first_error.unwrap_or_else(|| remove_error(busy, Errno::BUSY)));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Cgroup {
+    /// Best effort: a cgroup left behind keeps its name taken and its limits in the kernel.
+    fn drop(&mut self) {
+        if self.paths.is_empty() {
+            return;
+        }
+        if let Err(error) = self.teardown() {
+            tracing::warn!(error = %chain(&error), "could not remove a cgroup");
+        }
+    }
+}
+
+/// A cgroup name must stay one directory directly under each root: no separator, no `..`,
+/// and no control characters, which would garble `/proc/PID/cgroup` for its readers.
+fn check_name(name: &str) -> Result<(), Error> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c.is_control());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn make_dir(path: &Path) -> Result<(), Error> {
+    rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)).map_err(|errno| match errno {
+        Errno::EXIST => Error::Exists {
+            path: path.to_owned(),
+        },
+        errno => Error::CreateDir {
+            path: path.to_owned(),
+            source: errno.into(),
+        },
+    })
+}
+
+/// `O_PATH` is enough: `CLONE_INTO_CGROUP` only needs the fd to name the directory.
+fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| Error::OpenDir {
+        path: path.to_owned(),
+        source: errno.into(),
+    })
+}
+
+/// One attempt at removing `dir` and the cgroups below it; `Ok(true)` once it is gone.
+///
+/// A container may have made child cgroups of its own (systemd inside one does), and the
+/// kernel refuses to remove a cgroup that has children, so those go first, deepest first.
+/// The walk only happens when a plain `rmdir` fails, keeping the common case to one syscall.
+fn remove_tree(dir: &Path, kill_by_pid: bool) -> Result<bool, Error> {
+    if kill_by_pid {
+        kill::kill_listed(dir)?;
+    }
+    if try_rmdir(dir)? {
+        return Ok(true);
+    }
+    let mut children_gone = true;
+    for child in child_cgroups(dir)? {
+        children_gone &= remove_tree(&child, kill_by_pid)?;
+    }
+    if children_gone {
+        return try_rmdir(dir);
+    }
+    Ok(false)
+}
+
+/// `rmdir`; `Ok(false)` while the cgroup is still busy with tasks or children.
+fn try_rmdir(dir: &Path) -> Result<bool, Error> {
+    match rustix::fs::rmdir(dir) {
+        Ok(()) | Err(Errno::NOENT) => Ok(true),
+        Err(Errno::BUSY | Errno::NOTEMPTY) => Ok(false),
+        Err(errno) => Err(remove_error(dir, errno)),
+    }
+}
+
+/// The child cgroups of `dir`: its subdirectories (every other entry is a control file).
+fn child_cgroups(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let list_error = |source| Error::ListChildren {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list_error)? {
+        let entry = entry.map_err(list_error)?;
+        if entry.file_type().map_err(list_error)?.is_dir() {
+            children.push(entry.path());
+        }
+    }
+    Ok(children)
+}
+
+fn remove_error(path: &Path, errno: Errno) -> Error {
+    Error::Remove {
+        path: path.to_owned(),
+        source: errno.into(),
+    }
+}
+
+/// "step: cause: cause" for a log line, where nobody else will print the chain.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_one_plain_component() {
+        for good in ["berth-run-1234-5", "web", "a.b", "x_y"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(256);
+        for bad in ["", ".", "..", "a/b", "/a", "a\nb", "a\0b", long.as_str()] {
+            assert!(
+                matches!(check_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chain_joins_causes() {
+        let error = Error::Remove {
+            path: PathBuf::from("/sys/fs/cgroup/x"),
+            source: Errno::BUSY.into(),
+        };
+        let text = chain(&error);
+        assert!(
+            text.starts_with("remove cgroup directory /sys/fs/cgroup/x: "),
+            "{text}"
+        );
+        assert!(text.contains("busy"), "{text}");
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per command.
+
+pub mod chroot;
+mod host;
+pub mod run;

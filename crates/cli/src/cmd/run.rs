@@ -1,0 +1,225 @@
+//! `berth run`: a command in a new, fully isolated container, without a supervisor.
+
+use crate::Failure;
+use anyhow::{Context, anyhow};
+use berth_spec::{IdMap, Limits, NetMode, Plan, User, passwd, validate};
+use clap::{Args, ValueEnum};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Run a command in a new container and exit with its status.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "SOURCE is an image name (built in: busybox) or a path to a root filesystem directory.\n\
+Exit status: the command's own; 128+N when signal N ended it; 125 when berth failed; 126 when the command cannot be run; 127 when it was not found."
+)]
+pub struct RunArgs {
+    /// Image name or root filesystem directory.
+    source: String,
+    /// Command and arguments (default: /bin/sh).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// No user namespace: container root is host root (LXC's default; less isolated).
+    #[arg(long)]
+    privileged: bool,
+    /// Network: `none` (a namespace with loopback only, the default) or `host`.
+    #[arg(long, value_enum, default_value_t = Net::None)]
+    net: Net,
+    /// Bind mount SRC:DST[:ro] (repeatable).
+    #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
+    binds: Vec<String>,
+    /// Write to a throwaway tmpfs overlay: nothing reaches the rootfs.
+    #[arg(long)]
+    ephemeral: bool,
+    /// Run as UID[:GID] (numbers inside the container).
+    #[arg(long, short = 'u', value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w', default_value = "/")]
+    cwd: String,
+    /// Set an environment variable (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    envs: Vec<String>,
+    /// Hostname inside the container (default: the image or directory name).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Allocate a pseudo-terminal (automatic when stdin is a terminal).
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Memory limit, e.g. 512MiB.
+    #[arg(long)]
+    memory: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids: Option<String>,
+    /// CPU cap, in cpus (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Net {
+    None,
+    Host,
+}
+
+pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
+    let (plan, host) = plan(state_root, args).map_err(Failure::berth)?;
+    let status = berth_runtime::run(&plan, &host)?;
+    Ok(u8::try_from(status).unwrap_or(255))
+}
+
+/// Turns the arguments into a Plan, refusing bad input before anything is created.
+fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::Host)> {
+    let limits = Limits {
+        memory: a
+            .memory
+            .as_deref()
+            .map(berth_spec::parse_size)
+            .transpose()?,
+        pids: a
+            .pids
+            .as_deref()
+            .map(berth_spec::units::parse_pids)
+            .transpose()?,
+        cpus: a
+            .cpus
+            .as_deref()
+            .map(|c| berth_spec::parse_cpus(c, super::host::cpus()))
+            .transpose()?,
+    };
+    let binds = a
+        .binds
+        .iter()
+        .map(|b| validate::bind(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envs = a
+        .envs
+        .iter()
+        .map(|e| validate::env(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd = validate::container_path(&a.cwd)?;
+    if let Some(h) = &a.hostname {
+        validate::hostname(h)?;
+    }
+    let user_spec = a.user.as_deref().map(validate::user).transpose()?;
+
+    let is_path = a.source.contains('/') || a.source == "." || a.source == "..";
+    let (rootfs, default_hostname) = if is_path {
+        let p = PathBuf::from(&a.source);
+        let canon = p
+            .canonicalize()
+            .with_context(|| format!("root filesystem {} does not exist", p.display()))?;
+        if !canon.is_dir() {
+            return Err(anyhow!(
+                "root filesystem {} is not a directory",
+                p.display()
+            ));
+        }
+        let base = canon
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        (canon, base)
+    } else {
+        validate::name(&a.source).map_err(|_| anyhow!("unknown image {:?}: the built-in images are: busybox (or give a path to a root filesystem directory)", a.source))?;
+        let store = berth_store::Store::open(state_root)?;
+        (store.image_rootfs(&a.source)?, a.source.clone())
+    };
+    let hostname = match a.hostname {
+        Some(h) => h,
+        None => validate::hostname(&default_hostname)
+            .map(str::to_string)
+            .unwrap_or_else(|_| "berth".into()),
+    };
+
+    let passwd_text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let entries = passwd::parse_passwd(&passwd_text);
+    let user = match user_spec {
+        None => User {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        },
+        Some((uid, gid)) => {
+            let entry = entries.iter().find(|e| e.uid == uid);
+            User {
+                uid,
+                gid: gid.or(entry.map(|e| e.gid)).unwrap_or(0),
+                groups: vec![],
+            }
+        }
+    };
+    let home = entries
+        .iter()
+        .find(|e| e.uid == user.uid)
+        .map(|e| e.home.clone())
+        .unwrap_or_else(|| {
+            if user.uid == 0 {
+                "/root".into()
+            } else {
+                "/".into()
+            }
+        });
+    let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), berth_runtime::exec::DEFAULT_PATH.into()),
+        ("HOME".into(), home),
+        ("TERM".into(), term),
+        ("container".into(), "berth".into()),
+    ];
+    for (k, v) in envs {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    }
+
+    let id_map = if a.privileged {
+        None
+    } else {
+        let u = berth_store::subid::root_range(Path::new("/etc/subuid"))?;
+        let g = berth_store::subid::root_range(Path::new("/etc/subgid"))?;
+        Some(IdMap {
+            host_uid: u.start,
+            host_gid: g.start,
+            count: berth_store::subid::CONTAINER_IDS,
+        })
+    };
+    let command_is_default = a.command.is_empty();
+    let command = if command_is_default {
+        vec!["/bin/sh".to_string()]
+    } else {
+        a.command
+    };
+    let terminal = a.tty || rustix::termios::isatty(rustix::stdio::stdin());
+    let plan = Plan {
+        name: format!("run-{}", std::process::id()),
+        rootfs,
+        rootfs_recursive: false,
+        ephemeral: a.ephemeral,
+        command,
+        command_is_default,
+        env: env
+            .into_iter()
+            .map(|(k, v)| OsString::from(format!("{k}={v}")))
+            .collect(),
+        cwd,
+        user,
+        hostname: Some(hostname),
+        id_map,
+        net: match a.net {
+            Net::None => NetMode::Loopback,
+            Net::Host => NetMode::Host,
+        },
+        cgroupns: true,
+        mount_sys: true,
+        tmpfs_run_tmp: true,
+        binds,
+        limits,
+        cgroup: true,
+        terminal,
+        close_fds: true,
+        confine: true,
+    };
+    let host = super::host::runtime_host(state_root)?;
+    Ok((plan, host))
+}

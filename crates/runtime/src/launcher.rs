@@ -1,0 +1,235 @@
+//! The parent side of a launch: everything that needs host privileges (cgroups, id maps,
+//! idmapped mounts) happens here while the child waits, then the launcher relays the
+//! terminal and signals until the command exits. Used directly by `berth run` and
+//! `berth chroot`, which have no supervisor.
+
+use crate::child::{self, ChildCtx};
+use crate::{pty, seccomp, sync};
+use berth_cgroups::{Cgroup, Layout};
+use berth_spec::{IdMap, NetMode, Plan};
+use berth_sys::clone::{Forked, flags};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::mount::OpenTreeFlags;
+use std::path::{Path, PathBuf};
+
+/// Host facts a launch needs, detected once per process.
+pub struct Host {
+    pub cgroups: Layout,
+    /// Where the compiled seccomp profile is cached.
+    pub cache_dir: PathBuf,
+}
+
+/// Why a launch failed before the command ran. `code` is the exit status the CLI reports:
+/// 125 for berth's own failures, 126 when the command cannot be run, 127 when it is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct LaunchError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl LaunchError {
+    fn berth(message: impl Into<String>) -> Self {
+        LaunchError {
+            code: 125,
+            message: message.into(),
+        }
+    }
+}
+
+fn errno_ctx(what: &str) -> impl FnOnce(Errno) -> LaunchError + '_ {
+    move |e| LaunchError::berth(format!("{what}: {e}"))
+}
+
+/// Launches `plan` and waits for its command. Returns the command's exit status (128+N when
+/// a signal N ended it).
+///
+/// Must be called from a single-threaded process: it clones with new user and mount
+/// namespaces, which the kernel refuses to a multi-threaded one.
+pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
+    crate::preflight::check(plan)?;
+    let cgroup = if plan.cgroup {
+        let cg = Cgroup::create(&host.cgroups, &cgroup_name(&plan.name))
+            .map_err(|e| LaunchError::berth(format!("create the container's cgroup: {e}")))?;
+        cg.apply(&berth_cgroups::Limits {
+            memory: plan.limits.memory,
+            pids: plan.limits.pids,
+            cpus: plan.limits.cpus,
+        })
+        .map_err(|e| LaunchError::berth(format!("apply limits: {e}")))?;
+        Some(cg)
+    } else {
+        None
+    };
+    let seccomp = if plan.confine {
+        Some(
+            seccomp::load_or_compile(&host.cache_dir)
+                .map_err(|e| LaunchError::berth(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let rootfs = detached_tree(&plan.rootfs, plan.rootfs_recursive)?;
+
+    let binds = plan
+        .binds
+        .iter()
+        .map(|b| {
+            let fd = detached_tree(&b.source, true)?;
+            if b.readonly {
+                berth_sys::mount::set_readonly(&fd, true)
+                    .map_err(errno_ctx("make bind read-only"))?;
+            }
+            Ok(fd)
+        })
+        .collect::<Result<Vec<_>, LaunchError>>()?;
+    let terminal = if plan.terminal {
+        Some(pty::Pty::open().map_err(errno_ctx("allocate a pseudo-terminal"))?)
+    } else {
+        None
+    };
+    let saved_mask = berth_sys::signal::block(berth_sys::signal::FORWARDED)
+        .map_err(errno_ctx("block signals"))?;
+    let result = (|| {
+        let sigfd = berth_sys::signal::signalfd(berth_sys::signal::FORWARDED)
+            .map_err(errno_ctx("create a signalfd"))?;
+        let (parent_sock, child_sock) =
+            sync::pair().map_err(errno_ctx("create the sync socket"))?;
+        // SAFETY: berth's CLI is single-threaded (no runtime, no thread pools), the
+        // precondition of clone3 with fork semantics.
+        let forked = unsafe {
+            berth_sys::clone::clone3(clone_flags(plan), cgroup.as_ref().and_then(Cgroup::v2_fd))
+        }
+        .map_err(|e| {
+            LaunchError::berth(format!("create the container's namespaces (clone3): {e}"))
+        })?;
+        let (pid, pidfd) = match forked {
+            Forked::Child => {
+                drop(parent_sock);
+                let ctx = ChildCtx {
+                    plan,
+                    sock: child_sock.as_fd(),
+                    rootfs: rootfs.as_fd(),
+                    binds: &binds,
+                    pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
+                    seccomp: seccomp.as_deref(),
+                    cgroups: &host.cgroups,
+                    saved_mask: &saved_mask,
+                };
+                child::main(&ctx)
+            }
+            Forked::Parent { pid, pidfd } => (pid, pidfd),
+        };
+        drop(child_sock);
+        let started = start_child(plan, cgroup.as_ref(), pid, &rootfs, &binds, &parent_sock);
+        if let Err(e) = started {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            let _ =
+                rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
+            return Err(e);
+        }
+        // Our copies of the mounts and the slave are the child's now.
+        drop(binds);
+        drop(rootfs);
+        let relay = terminal.map(|t| t.into_relay());
+        crate::relay::wait(pid, &pidfd, &sigfd, relay).map_err(errno_ctx("wait for the container"))
+    })();
+    let _ = berth_sys::signal::restore(&saved_mask);
+    if let Some(cg) = cgroup
+        && let Err(e) = cg.remove()
+    {
+        tracing::warn!("remove the container's cgroup: {e}");
+    }
+    result
+}
+
+/// Everything between clone3 and the child's exec: cgroup (v1), id maps, idmapped mounts,
+/// Go, then the child's report.
+fn start_child(
+    plan: &Plan,
+    cgroup: Option<&Cgroup>,
+    pid: i32,
+    rootfs: &OwnedFd,
+    binds: &[OwnedFd],
+    sock: &OwnedFd,
+) -> Result<(), LaunchError> {
+    if let Some(cgroup) = cgroup
+        && cgroup.v2_fd().is_none()
+    {
+        cgroup
+            .attach(pid)
+            .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
+    }
+    if let Some(map) = &plan.id_map {
+        write_id_maps(pid, map)?;
+        let userns = rustix::fs::open(
+            format!("/proc/{pid}/ns/user"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno_ctx("open the container's user namespace"))?;
+        berth_sys::mount::idmap(rootfs, &userns, plan.rootfs_recursive).map_err(|e| {
+            LaunchError::berth(format!(
+                "idmap the rootfs {} (does its filesystem support idmapped mounts? use --privileged otherwise): {e}",
+                plan.rootfs.display()
+            ))
+        })?;
+        for (b, fd) in plan.binds.iter().zip(binds) {
+            // A filesystem without idmap support still works, with ids shown unmapped.
+            if let Err(e) = berth_sys::mount::idmap(fd, &userns, true) {
+                tracing::debug!(source = %b.source.display(), "bind not idmapped: {e}");
+            }
+        }
+    }
+    sync::send_go(sock).map_err(errno_ctx("start the container"))?;
+    match sync::recv_report(sock).map_err(errno_ctx("read the container's start report"))? {
+        None => Ok(()),
+        Some(sync::ToParent::Failed { code, message, .. }) => {
+            let _ =
+                rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
+            Err(LaunchError { code, message })
+        }
+    }
+}
+
+fn pid_of(pid: i32) -> rustix::process::Pid {
+    rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT)
+}
+
+fn clone_flags(plan: &Plan) -> u64 {
+    let mut f = flags::NEWNS | flags::NEWPID | flags::NEWUTS | flags::NEWIPC;
+    if plan.id_map.is_some() {
+        f |= flags::NEWUSER;
+    }
+    if plan.net == NetMode::Loopback {
+        f |= flags::NEWNET;
+    }
+    f
+}
+
+/// A detached copy of the mount tree at `path` (only `path`'s own mount unless
+/// `recursive`), which the child attaches inside its own mount namespace.
+fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, LaunchError> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    rustix::mount::open_tree(rustix::fs::CWD, path, flags)
+        .map_err(|e| LaunchError::berth(format!("open {}: {e}", path.display())))
+}
+
+/// Container ids 0..count map to the host range; written by us (root on the host), so
+/// setgroups stays allowed, as a system container's login needs.
+fn write_id_maps(pid: i32, map: &IdMap) -> Result<(), LaunchError> {
+    let uid = format!("0 {} {}\n", map.host_uid, map.count);
+    let gid = format!("0 {} {}\n", map.host_gid, map.count);
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid)
+        .and_then(|()| std::fs::write(format!("/proc/{pid}/gid_map"), gid))
+        .map_err(|e| LaunchError::berth(format!("write the user namespace's id maps: {e}")))
+}
+
+/// cgroup directory name of a container.
+fn cgroup_name(name: &str) -> String {
+    format!("berth-{name}")
+}

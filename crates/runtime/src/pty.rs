@@ -1,0 +1,82 @@
+//! A pseudo-terminal for the container's command, and the raw mode of the caller's own
+//! terminal while it is relayed.
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::termios::{self, OptionalActions, Termios};
+
+/// A pty pair: the launcher keeps the master, the child takes the slave as its stdio.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+impl Pty {
+    /// Allocates a pty with the caller's window size.
+    pub fn open() -> Result<Pty, Errno> {
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+        grantpt(&master)?;
+        unlockpt(&master)?;
+        let name = ptsname(&master, Vec::new())?;
+        let slave = rustix::fs::open(
+            name.as_c_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        if let Ok(ws) = termios::tcgetwinsize(rustix::stdio::stdin()) {
+            let _ = termios::tcsetwinsize(&master, ws);
+        }
+        Ok(Pty { master, slave })
+    }
+
+    /// Drops the launcher's copy of the slave (so the master sees EOF/EIO when the container
+    /// closes it) and puts the caller's terminal in raw mode for the relay.
+    pub fn into_relay(self) -> Relay {
+        drop(self.slave);
+        let raw = RawMode::enter();
+        Relay {
+            master: self.master,
+            _raw: raw,
+        }
+    }
+}
+
+/// The launcher's side of a pty while the command runs.
+pub struct Relay {
+    pub master: OwnedFd,
+    _raw: Option<RawMode>,
+}
+
+/// Restores the caller's terminal settings when dropped.
+struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Raw mode on stdin when it is a terminal; None otherwise.
+    fn enter() -> Option<RawMode> {
+        let stdin = rustix::stdio::stdin();
+        if !termios::isatty(stdin) {
+            return None;
+        }
+        let saved = termios::tcgetattr(stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(stdin, OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(rustix::stdio::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+/// Copies the caller's window size to the pty (on SIGWINCH).
+pub fn sync_winsize(master: impl AsFd) {
+    if let Ok(ws) = termios::tcgetwinsize(rustix::stdio::stdin()) {
+        let _ = termios::tcsetwinsize(master, ws);
+    }
+}

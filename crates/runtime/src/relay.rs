@@ -1,0 +1,171 @@
+//! The launcher's wait loop: one poll over the child's pidfd, a signalfd and, with a pty,
+//! the caller's stdin and the pty master. No threads, no async runtime.
+
+use crate::pty::{Relay, sync_winsize};
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
+
+/// Signals whose default action ends a process. A namespace's PID 1 ignores them unless it
+/// installed a handler; to give `berth run` the behaviour of a plain command, the launcher
+/// kills the container instead and reports the signal as the cause.
+const TERMINATING: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGPWR,
+];
+
+/// Waits for the container's first process, relaying signals and the terminal. Returns its
+/// exit status, 128+N for a death by signal N.
+pub fn wait(
+    pid: i32,
+    pidfd: &OwnedFd,
+    sigfd: &OwnedFd,
+    relay: Option<Relay>,
+) -> Result<i32, Errno> {
+    let mut emulated: Option<i32> = None;
+    let mut stdin_open = relay.is_some();
+    let stdin = rustix::stdio::stdin();
+    let stdout = rustix::stdio::stdout();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut fds = vec![
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(sigfd, PollFlags::IN),
+        ];
+        if let Some(r) = &relay {
+            fds.push(PollFd::new(&r.master, PollFlags::IN));
+            if stdin_open {
+                fds.push(PollFd::new(&stdin, PollFlags::IN));
+            }
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<PollFlags> = fds.iter().map(|f| f.revents()).collect();
+        drop(fds);
+        if !ready[1].is_empty() {
+            while let Some(sig) = berth_sys::signal::read_signal(sigfd)? {
+                on_signal(pid, pidfd, sig, relay.as_ref(), &mut emulated);
+            }
+        }
+        if let Some(r) = &relay {
+            // Output first; an error here (EIO) only means every copy of the slave is
+            // closed and the command is ending, which the pidfd reports.
+            if ready.get(2).is_some_and(|f| !f.is_empty()) {
+                copy(&r.master, stdout, &mut buf);
+            }
+            if stdin_open && ready.get(3).is_some_and(|f| !f.is_empty()) {
+                stdin_open = copy(stdin, &r.master, &mut buf);
+            }
+        }
+        if !ready[0].is_empty() {
+            if let Some(r) = &relay {
+                drain(&r.master, stdout, &mut buf);
+            }
+            let status = loop {
+                match rustix::process::waitpid(
+                    Some(Pid::from_raw(pid).unwrap_or(Pid::INIT)),
+                    WaitOptions::empty(),
+                ) {
+                    Ok(Some((_, s))) => break s,
+                    Ok(None) => continue,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            return Ok(exit_code(status, emulated));
+        }
+    }
+}
+
+fn exit_code(status: rustix::process::WaitStatus, emulated: Option<i32>) -> i32 {
+    if let Some(code) = status.exit_status() {
+        return code;
+    }
+    if let Some(sig) = status.terminating_signal() {
+        // Our own SIGKILL stands for the signal the user sent.
+        if sig == libc::SIGKILL
+            && let Some(orig) = emulated
+        {
+            return 128 + orig;
+        }
+        return 128 + sig;
+    }
+    125
+}
+
+fn on_signal(
+    pid: i32,
+    pidfd: &OwnedFd,
+    sig: i32,
+    relay: Option<&Relay>,
+    emulated: &mut Option<i32>,
+) {
+    match sig {
+        libc::SIGCHLD => {}
+        libc::SIGWINCH => {
+            if let Some(r) = relay {
+                sync_winsize(&r.master);
+            }
+        }
+        _ => {
+            let Some(s) = Signal::from_named_raw(sig) else {
+                return;
+            };
+            let _ = rustix::process::pidfd_send_signal(pidfd, s);
+            if TERMINATING.contains(&sig) && !berth_sys::signal::catches(pid, sig) {
+                *emulated = Some(sig);
+                let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Copies what is available from `from` to `to`; false at end-of-file or error.
+fn copy(from: impl AsFd, to: impl AsFd, buf: &mut [u8]) -> bool {
+    match rustix::io::read(&from, &mut *buf) {
+        Ok(0) => false,
+        Ok(n) => write_all(&to, &buf[..n]),
+        Err(Errno::INTR | Errno::AGAIN) => true,
+        Err(_) => false,
+    }
+}
+
+fn write_all(to: impl AsFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match rustix::io::write(&to, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Reads what the command left in the pty before it exited.
+fn drain(master: &OwnedFd, to: impl AsFd, buf: &mut [u8]) {
+    loop {
+        let mut fds = [PollFd::new(master, PollFlags::IN)];
+        match poll(
+            &mut fds,
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        ) {
+            Ok(n) if n > 0 && fds[0].revents().contains(PollFlags::IN) => {}
+            _ => return,
+        }
+        if !copy(master, &to, buf) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The Plan: everything the runtime needs to launch one container, fully resolved. Its
+//! fields are not optional where a default exists, so code that makes syscalls never has to
+//! decide what an absent value means.
+
+use std::path::PathBuf;
+
+/// A bind mount from the host into the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bind {
+    /// Host path (absolute).
+    pub source: PathBuf,
+    /// Path inside the container (absolute, no `..`).
+    pub target: String,
+    pub readonly: bool,
+}
+
+/// The user namespace's mapping: container ids `0..count` are host ids
+/// `host_uid..host_uid+count` (and the same for groups).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdMap {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub count: u32,
+}
+
+/// Which network the container gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NetMode {
+    /// The host's own network namespace (chroot's behaviour, `--net host`).
+    Host,
+    /// A new network namespace with only the loopback interface, up.
+    Loopback,
+}
+
+/// The credentials the command runs with, as numbers inside the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Resource limits applied to the container's cgroup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// A fully validated launch request.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Short name used for the cgroup and in messages.
+    pub name: String,
+    /// The root filesystem directory on the host (canonical, absolute).
+    pub rootfs: PathBuf,
+    /// Take the rootfs with every mount below it (chroot semantics) rather than alone.
+    pub rootfs_recursive: bool,
+    /// Lay a tmpfs-backed overlay over the rootfs so that nothing written reaches it.
+    pub ephemeral: bool,
+    /// argv; argv[0] is looked up in the container's PATH when it has no '/'.
+    pub command: Vec<String>,
+    /// The command was not given by the user: its absence is a rootfs error, reported
+    /// before anything is created.
+    pub command_is_default: bool,
+    /// The complete environment of the command, as `KEY=VALUE` entries (bytes kept as
+    /// they are: chroot passes the caller's environment through unchanged).
+    pub env: Vec<std::ffi::OsString>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    pub user: User,
+    /// None keeps the host's hostname (chroot); the uts namespace is new either way.
+    pub hostname: Option<String>,
+    /// Some: unprivileged, in a new user namespace with this mapping. None: privileged.
+    pub id_map: Option<IdMap>,
+    pub net: NetMode,
+    /// A new cgroup namespace (and the cgroup hierarchy mounted read-only at /sys/fs/cgroup).
+    pub cgroupns: bool,
+    /// Mount /sys (read-only). chroot leaves it to the rootfs.
+    pub mount_sys: bool,
+    /// Mount a private /run and /tmp (tmpfs).
+    pub tmpfs_run_tmp: bool,
+    pub binds: Vec<Bind>,
+    pub limits: Limits,
+    /// Give the container a cgroup of its own (run); chroot stays in the caller's.
+    pub cgroup: bool,
+    /// Give the command a pty (the launcher relays it to its own terminal).
+    pub terminal: bool,
+    /// Mark every inherited descriptor above stderr close-on-exec (run); chroot passes them
+    /// through, as chroot(8) does (a build job server may rely on them).
+    pub close_fds: bool,
+    /// Apply the default capability set and seccomp profile.
+    pub confine: bool,
+}

@@ -1,0 +1,51 @@
+//! Write-then-rename, so readers never see a half-written file.
+
+use crate::StoreError;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+/// Creates `dir` and its missing parents with `mode`.
+pub fn create_dir_all_mode(dir: &Path, mode: u32) -> Result<(), StoreError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(StoreError::io("create directory", dir))
+}
+
+/// Replaces `path` with `bytes` atomically, keeping `mode`; the data is synced before the
+/// rename so that a crash cannot leave an empty file under the final name.
+pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".berth-tmp-")
+        .tempfile_in(dir)
+        .map_err(StoreError::io("create temporary file in", dir))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(StoreError::io("write", tmp.path()))?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+        .map_err(StoreError::io("set permissions of", path))?;
+    tmp.persist(path)
+        .map_err(|e| StoreError::io("rename into place", path)(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_whole_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        write(&p, b"first version, long", 0o640).expect("write");
+        write(&p, b"second", 0o640).expect("write");
+        assert_eq!(std::fs::read(&p).expect("read"), b"second");
+        let mode = std::fs::metadata(&p).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let leftovers = std::fs::read_dir(dir.path()).expect("ls").count();
+        assert_eq!(leftovers, 1);
+    }
+}

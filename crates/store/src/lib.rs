@@ -1,0 +1,78 @@
+//! berth-store: the on-disk layout under the state root (`/var/lib/berth` unless `--root`),
+//! atomic writes, and the host's subordinate id ranges.
+//!
+//! Everything written here is written under a temporary name and renamed into place, so a
+//! crash leaves either the old state or the new one, never half of either.
+
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod busybox;
+pub mod subid;
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the store; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no busybox-static on this host ({path} is missing or dynamically linked): install it with `apt-get install busybox-static`"
+    )]
+    NoStaticBusybox { path: PathBuf },
+    #[error("{path}: no range for root; {reason}")]
+    SubId { path: PathBuf, reason: String },
+    #[error(
+        "unknown image {0:?}: the built-in images are: busybox (or give a path to a root filesystem directory)"
+    )]
+    UnknownImage(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// The state root and the paths below it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it if needed) the state root. The root is 0711: other users may reach
+    /// a container's files only where its own permissions allow, as with LXC's /var/lib/lxc.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        atomic::create_dir_all_mode(root, 0o711)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// The root filesystem of a built-in image, built on first use.
+    pub fn image_rootfs(&self, name: &str) -> Result<PathBuf, StoreError> {
+        match name {
+            "busybox" => busybox::ensure(&self.images_dir()),
+            other => Err(StoreError::UnknownImage(other.to_string())),
+        }
+    }
+}
