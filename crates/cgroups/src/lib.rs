@@ -18,7 +18,7 @@ mod limits;
 mod v1;
 mod v2;
 
-pub use cgroup::Cgroup;
+pub use cgroup::{Cgroup, V1Stay};
 pub use error::Error;
 pub use layout::{Layout, V1Hierarchy, Version};
 pub use limits::{CPU_PERIOD_US, CpuQuota, LIMIT_CONTROLLERS, LimitError, Limits, cpu_quota};

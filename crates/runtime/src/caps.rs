@@ -13,6 +13,10 @@ pub enum Decision {
     /// Kept only when the container has a network namespace of its own: with the host's
     /// network it would let container root reconfigure the host's interfaces and firewall.
     KeepWithPrivateNet,
+    /// Kept only in a user namespace, where it reaches no further than the container. As
+    /// real root (privileged) it would let the container ptrace berth's own non-dumpable init
+    /// and reach the berth binary through /proc/1/exe (CVE-2019-5736); Docker drops it too.
+    KeepInUserns,
 }
 
 /// (capability, decision, source). Sources: LXC's config/common.conf (`lxc.cap.drop = mac_admin
@@ -146,14 +150,16 @@ pub const TABLE: &[(Capability, Decision, &str)] = {
     ]
 };
 
-/// The set kept, given whether the container has a network namespace of its own.
-pub fn kept(private_net: bool) -> CapsHashSet {
+/// The set kept, given whether the container has a network namespace and a user namespace
+/// of its own.
+pub fn kept(private_net: bool, userns: bool) -> CapsHashSet {
     TABLE
         .iter()
         .filter(|(_, d, _)| match d {
             Decision::Keep => true,
             Decision::Drop => false,
             Decision::KeepWithPrivateNet => private_net,
+            Decision::KeepInUserns => userns,
         })
         .map(|(c, _, _)| *c)
         .collect()
@@ -200,7 +206,7 @@ mod tests {
 
     #[test]
     fn lxc_default_drops_are_dropped() {
-        let k = kept(true);
+        let k = kept(true, true);
         for c in [
             Capability::CAP_SYS_MODULE,
             Capability::CAP_SYS_TIME,
@@ -212,6 +218,8 @@ mod tests {
         }
         assert!(k.contains(&Capability::CAP_SYS_ADMIN));
         assert!(k.contains(&Capability::CAP_NET_ADMIN));
-        assert!(!kept(false).contains(&Capability::CAP_NET_ADMIN));
+        assert!(!kept(false, true).contains(&Capability::CAP_NET_ADMIN));
+        assert!(!kept(true, false).contains(&Capability::CAP_SYS_PTRACE));
+        assert!(k.contains(&Capability::CAP_SYS_PTRACE));
     }
 }

@@ -63,7 +63,7 @@ pub fn main(ctx: &ChildCtx<'_>) -> ! {
     // Nothing inside the container may ptrace or open /proc/PID/exe of this process while it
     // still runs berth's code (CVE-2019-5736): non-dumpable until execve resets it.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    let failure = match setup(ctx) {
+    let failure = match setup(ctx).and_then(|()| start_init(ctx)) {
         Ok(()) => {
             let f = exec::exec(&ctx.plan.command, &ctx.plan.env);
             Failure {
@@ -147,7 +147,7 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         // close-on-exec (our own socket included, which is how the parent sees exec succeed).
         berth_sys::exec::cloexec_from(3);
     }
-    let keep = caps::kept(plan.net != NetMode::Host);
+    let keep = caps::kept(plan.net != NetMode::Host, plan.id_map.is_some());
     if plan.confine {
         // Bounding set before seccomp and before changing uid: both need CAP_SETPCAP /
         // CAP_SYS_ADMIN, which a non-root user loses at setresuid.
@@ -173,13 +173,35 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         errno: e,
         message: format!("cannot change to directory {}: {}", plan.cwd, describe(e)),
     })?;
-    // The launcher blocked the signals it forwards and Rust ignores SIGPIPE: give the command
-    // the defaults a freshly started program expects.
-    berth_sys::signal::reset_dispositions();
-    berth_sys::signal::restore(ctx.saved_mask).map_err(step("restore the signal mask"))?;
     // If the launcher dies, so does the container (set last: changing credentials clears it).
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     Ok(())
+}
+
+/// Forks the command off a minimal PID 1 (see [`crate::init`]). Returns in the command's
+/// process; the init never returns.
+fn start_init(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
+    // Every signal queued for the init (blocked first, so none is lost between fork and
+    // the wait loop).
+    let mask = berth_sys::signal::block_all().map_err(step("block signals"))?;
+    // SAFETY: the container's first process is single-threaded (a forked copy of the
+    // single-threaded launcher).
+    match unsafe { berth_sys::clone::fork() }.map_err(step("fork the command"))? {
+        None => {
+            berth_sys::signal::restore(&mask).map_err(step("restore the signal mask"))?;
+            berth_sys::signal::reset_dispositions();
+            berth_sys::signal::restore(ctx.saved_mask).map_err(step("restore the signal mask"))?;
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
+            Ok(())
+        }
+        Some(command) => {
+            // The command's copy of the socket reports its exec; ours must not keep it open.
+            berth_sys::clone::close_inherited(ctx.sock);
+            crate::init::run(command)
+        }
+    }
 }
 
 /// Mounts a small tmpfs over the rootfs path (in our private namespace only) as a staging

@@ -96,12 +96,28 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
             .map_err(errno_ctx("create a signalfd"))?;
         let (parent_sock, child_sock) =
             sync::pair().map_err(errno_ctx("create the sync socket"))?;
+        // The child is born in its cgroups: the v1 ones because we step into them for the
+        // clone (see Cgroup::enter_v1), the cgroup2 one through CLONE_INTO_CGROUP.
+        let stay = cgroup
+            .as_ref()
+            .map(Cgroup::enter_v1)
+            .transpose()
+            .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
         // SAFETY: berth's CLI is single-threaded (no runtime, no thread pools), the
         // precondition of clone3 with fork semantics.
         let forked = unsafe {
-            berth_sys::clone::clone3(clone_flags(plan), cgroup.as_ref().and_then(Cgroup::v2_fd))
+            berth_sys::clone::clone3(
+                clone_flags(plan),
+                cgroup.as_ref().and_then(Cgroup::clone_fd),
+            )
+        };
+        if !matches!(forked, Ok(Forked::Child))
+            && let Some(stay) = stay
+        {
+            stay.leave()
+                .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))?;
         }
-        .map_err(|e| {
+        let forked = forked.map_err(|e| {
             LaunchError::berth(format!("create the container's namespaces (clone3): {e}"))
         })?;
         let (pid, pidfd) = match forked {
@@ -122,7 +138,7 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
             Forked::Parent { pid, pidfd } => (pid, pidfd),
         };
         drop(child_sock);
-        let started = start_child(plan, cgroup.as_ref(), pid, &rootfs, &binds, &parent_sock);
+        let started = start_child(plan, pid, &rootfs, &binds, &parent_sock);
         if let Err(e) = started {
             let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
             let _ =
@@ -144,23 +160,15 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
     result
 }
 
-/// Everything between clone3 and the child's exec: cgroup (v1), id maps, idmapped mounts,
+/// Everything between clone3 and the child's exec: id maps, idmapped mounts,
 /// Go, then the child's report.
 fn start_child(
     plan: &Plan,
-    cgroup: Option<&Cgroup>,
     pid: i32,
     rootfs: &OwnedFd,
     binds: &[OwnedFd],
     sock: &OwnedFd,
 ) -> Result<(), LaunchError> {
-    if let Some(cgroup) = cgroup
-        && cgroup.v2_fd().is_none()
-    {
-        cgroup
-            .attach(pid)
-            .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
-    }
     if let Some(map) = &plan.id_map {
         write_id_maps(pid, map)?;
         let userns = rustix::fs::open(

@@ -5,6 +5,7 @@
 pub mod caps;
 mod child;
 pub mod exec;
+mod init;
 pub mod launcher;
 pub mod mounts;
 mod preflight;

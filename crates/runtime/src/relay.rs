@@ -7,20 +7,6 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions};
 
-/// Signals whose default action ends a process. A namespace's PID 1 ignores them unless it
-/// installed a handler; to give `berth run` the behaviour of a plain command, the launcher
-/// kills the container instead and reports the signal as the cause.
-const TERMINATING: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGPWR,
-];
-
 /// Waits for the container's first process, relaying signals and the terminal. Returns its
 /// exit status, 128+N for a death by signal N.
 pub fn wait(
@@ -29,7 +15,6 @@ pub fn wait(
     sigfd: &OwnedFd,
     relay: Option<Relay>,
 ) -> Result<i32, Errno> {
-    let mut emulated: Option<i32> = None;
     let mut stdin_open = relay.is_some();
     let stdin = rustix::stdio::stdin();
     let stdout = rustix::stdio::stdout();
@@ -53,7 +38,7 @@ pub fn wait(
         drop(fds);
         if !ready[1].is_empty() {
             while let Some(sig) = berth_sys::signal::read_signal(sigfd)? {
-                on_signal(pid, pidfd, sig, relay.as_ref(), &mut emulated);
+                on_signal(pidfd, sig, relay.as_ref());
             }
         }
         if let Some(r) = &relay {
@@ -81,49 +66,34 @@ pub fn wait(
                     Err(e) => return Err(e),
                 }
             };
-            return Ok(exit_code(status, emulated));
+            return Ok(exit_code(status));
         }
     }
 }
 
-fn exit_code(status: rustix::process::WaitStatus, emulated: Option<i32>) -> i32 {
-    if let Some(code) = status.exit_status() {
-        return code;
-    }
-    if let Some(sig) = status.terminating_signal() {
-        // Our own SIGKILL stands for the signal the user sent.
-        if sig == libc::SIGKILL
-            && let Some(orig) = emulated
-        {
-            return 128 + orig;
-        }
-        return 128 + sig;
-    }
-    125
+/// The container's init exits with the command's status (128+N for a signal); the init
+/// itself dying by a signal (SIGKILL from outside) is reported the same way.
+fn exit_code(status: rustix::process::WaitStatus) -> i32 {
+    status
+        .exit_status()
+        .or(status.terminating_signal().map(|s| 128 + s))
+        .unwrap_or(125)
 }
 
-fn on_signal(
-    pid: i32,
-    pidfd: &OwnedFd,
-    sig: i32,
-    relay: Option<&Relay>,
-    emulated: &mut Option<i32>,
-) {
-    match sig {
+fn on_signal(pidfd: &OwnedFd, sig: berth_sys::signal::Received, relay: Option<&Relay>) {
+    match sig.signo {
         libc::SIGCHLD => {}
         libc::SIGWINCH => {
             if let Some(r) = relay {
                 sync_winsize(&r.master);
             }
         }
-        _ => {
-            let Some(s) = Signal::from_named_raw(sig) else {
-                return;
-            };
-            let _ = rustix::process::pidfd_send_signal(pidfd, s);
-            if TERMINATING.contains(&sig) && !berth_sys::signal::catches(pid, sig) {
-                *emulated = Some(sig);
-                let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+        // A terminal's ^C or ^\ already reached the container, which shares our process
+        // group when there is no pty; forwarding it would deliver it twice.
+        _ if sig.from_kernel() => {}
+        signo => {
+            if let Some(s) = Signal::from_named_raw(signo) {
+                let _ = rustix::process::pidfd_send_signal(pidfd, s);
             }
         }
     }

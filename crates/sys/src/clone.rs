@@ -110,3 +110,25 @@ pub fn unshare(flags: u64) -> Result<(), Errno> {
         Err(Errno::from_raw_os_error(last_errno()))
     }
 }
+
+/// fork(2).
+///
+/// # Safety
+/// As for [`clone3`]: the caller must be single-threaded.
+pub unsafe fn fork() -> Result<Option<i32>, Errno> {
+    // SAFETY: the caller guarantees a single-threaded process, so the child's copy of the
+    // address space holds no lock owned by another thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(Errno::from_raw_os_error(last_errno())),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Closes a descriptor this process borrowed from a parent it was forked from and will not
+/// use again (the parent's copy is a different descriptor and stays open).
+pub fn close_inherited(fd: BorrowedFd<'_>) {
+    // SAFETY: after fork each process has its own descriptor table; the caller promises not
+    // to use this number again in this process.
+    unsafe { libc::close(fd.as_raw_fd()) };
+}

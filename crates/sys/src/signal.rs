@@ -84,8 +84,26 @@ pub fn signalfd(signals: &[i32]) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads one pending signal number from a signalfd, or None when none is pending.
-pub fn read_signal(fd: impl AsFd) -> Result<Option<i32>, Errno> {
+/// A received signal and its origin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Received {
+    pub signo: i32,
+    /// `si_code`: SI_USER (0) or negative for kill/sigqueue/tgkill from a process,
+    /// SI_KERNEL (0x80) for signals the kernel generated, such as a terminal's ^C.
+    pub code: i32,
+    /// `si_pid`: the sender as seen from the receiver's pid namespace (0 when outside it).
+    pub pid: i32,
+}
+
+impl Received {
+    /// Sent by the kernel (a terminal's ^C, ^\, SIGCHLD...) rather than by a process.
+    pub fn from_kernel(&self) -> bool {
+        self.code > 0
+    }
+}
+
+/// Reads one pending signal from a signalfd, or None when none is pending.
+pub fn read_signal(fd: impl AsFd) -> Result<Option<Received>, Errno> {
     // SAFETY: signalfd_siginfo is plain old data.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let len = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -104,19 +122,43 @@ pub fn read_signal(fd: impl AsFd) -> Result<Option<i32>, Errno> {
     if n as usize != len {
         return Ok(None);
     }
-    Ok(Some(info.ssi_signo as i32))
+    Ok(Some(Received {
+        signo: info.ssi_signo as i32,
+        code: info.ssi_code,
+        pid: info.ssi_pid as i32,
+    }))
 }
 
-/// Whether the process `pid` has a handler installed for `sig` (from the SigCgt mask in
-/// /proc/PID/status). A namespace's PID 1 ignores signals it does not catch, even from its
-/// parent; the launcher uses this to give `berth run` the semantics of a plain process.
-pub fn catches(pid: i32, sig: i32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|mask| sig > 0 && sig <= 64 && mask & (1u64 << (sig - 1)) != 0)
+/// Blocks every signal (SIGKILL and SIGSTOP cannot be) and returns the previous mask.
+pub fn block_all() -> Result<SavedMask, Errno> {
+    // SAFETY: sigfillset initialises the set; both pointers refer to live sigset_t values.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old) != 0 {
+            return Err(Errno::from_raw_os_error(last_errno()));
+        }
+        Ok(SavedMask(old))
+    }
+}
+
+/// Waits for any blocked signal (sigwaitinfo over every signal).
+pub fn wait_any() -> Result<Received, Errno> {
+    // SAFETY: the set is initialised by sigfillset; siginfo_t is plain old data the kernel
+    // fills; si_pid is read through libc's accessor for the union.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let signo = libc::sigwaitinfo(&set, &mut info);
+        if signo < 0 {
+            return Err(Errno::from_raw_os_error(last_errno()));
+        }
+        Ok(Received {
+            signo,
+            code: info.si_code,
+            pid: info.si_pid(),
+        })
+    }
 }
