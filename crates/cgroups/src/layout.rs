@@ -59,6 +59,31 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The same layout restricted to the v1 hierarchies that hold one of `controllers`
+    /// (and the cgroup2 tree only on a pure v2 host, where it holds everything): a
+    /// container that needs only some controllers joins only those, which keeps its start
+    /// and removal cheap ("join only what a container needs", DESIGN.md).
+    pub fn only(&self, controllers: &[&str]) -> Layout {
+        Layout {
+            version: self.version,
+            v1: self
+                .v1
+                .iter()
+                .filter(|h| {
+                    h.controllers
+                        .iter()
+                        .any(|c| controllers.contains(&c.as_str()))
+                })
+                .cloned()
+                .collect(),
+            unified: if self.version == Version::V2 {
+                self.unified.clone()
+            } else {
+                None
+            },
+        }
+    }
+
     /// Reads the layout from `/proc/self/mountinfo`. Call once per process and keep the
     /// result: the mount table does not change under a running container manager.
     pub fn detect() -> Result<Layout, Error> {

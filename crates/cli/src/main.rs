@@ -80,11 +80,14 @@ fn runs_a_command(argv: &[std::ffi::OsString]) -> bool {
         .is_some_and(|a| a == "run" || a == "chroot")
 }
 
+/// A plain level filter: an `EnvFilter` compiles regular expressions, which costs more
+/// than the whole of `berth chroot`'s own work.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter: tracing_subscriber::filter::LevelFilter = level
+        .parse()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(filter)
         .with_writer(std::io::stderr)
         .without_time()
         .init();

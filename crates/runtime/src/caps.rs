@@ -71,8 +71,8 @@ pub const TABLE: &[(Capability, Decision, &str)] = {
         (CAP_SYS_CHROOT, Keep, "nspawn retains"),
         (
             CAP_SYS_PTRACE,
-            Keep,
-            "nspawn retains; pid namespace is private",
+            KeepInUserns,
+            "nspawn retains; Docker drops; see Decision::KeepInUserns",
         ),
         (
             CAP_SYS_PACCT,
@@ -168,14 +168,14 @@ pub fn kept(private_net: bool, userns: bool) -> CapsHashSet {
 /// Drops every capability outside `keep` from the bounding set, then sets the permitted,
 /// effective and inheritable sets to `keep` (intersected with what the process has: on this
 /// kind of host root itself lacks CAP_SYS_RESOURCE). Ambient capabilities are cleared.
-pub fn apply_bounding(keep: &CapsHashSet) -> Result<(), caps::errors::CapsError> {
+pub fn apply_bounding(keep: &CapsHashSet) -> Result<(), rustix::io::Errno> {
+    // One prctl per capability (the caps crate would read the sets again for each).
     for cap in caps::all() {
         if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap)?;
+            berth_sys::caps::drop_bounding(cap.index())?;
         }
     }
-    caps::clear(None, CapSet::Ambient)?;
-    Ok(())
+    berth_sys::caps::clear_ambient()
 }
 
 /// Sets permitted, effective and inheritable to `keep` ∩ permitted; for root after the

@@ -21,7 +21,7 @@ pub struct ChildCtx<'a> {
     pub binds: &'a [OwnedFd],
     pub pty_slave: Option<BorrowedFd<'a>>,
     pub seccomp: Option<&'a [u8]>,
-    pub cgroups: &'a berth_cgroups::Layout,
+    pub cgroups: Option<&'a berth_cgroups::Layout>,
     pub saved_mask: &'a berth_sys::signal::SavedMask,
 }
 
@@ -126,6 +126,7 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     let env = mounts::Env {
         root: root.as_fd(),
         sys: plan.mount_sys,
+        privileged: plan.id_map.is_none(),
         run_tmp: plan.tmpfs_run_tmp,
         console: ctx.pty_slave,
         cgroups: ctx.cgroups,
@@ -189,7 +190,8 @@ fn start_init(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     match unsafe { berth_sys::clone::fork() }.map_err(step("fork the command"))? {
         None => {
             berth_sys::signal::restore(&mask).map_err(step("restore the signal mask"))?;
-            berth_sys::signal::reset_dispositions();
+            // Rust ignores SIGPIPE; every other disposition passes through, as with chroot(8).
+            berth_sys::signal::default_sigpipe();
             berth_sys::signal::restore(ctx.saved_mask).map_err(step("restore the signal mask"))?;
             let _ = rustix::process::set_parent_process_death_signal(Some(
                 rustix::process::Signal::KILL,

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 /// Host facts a launch needs, detected once per process.
 pub struct Host {
-    pub cgroups: Layout,
+    /// The cgroup layout; needed only when a plan asks for a cgroup.
+    pub cgroups: Option<Layout>,
     /// Where the compiled seccomp profile is cached.
     pub cache_dir: PathBuf,
 }
@@ -49,8 +50,15 @@ fn errno_ctx(what: &str) -> impl FnOnce(Errno) -> LaunchError + '_ {
 /// namespaces, which the kernel refuses to a multi-threaded one.
 pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
     crate::preflight::check(plan)?;
-    let cgroup = if plan.cgroup {
-        let cg = Cgroup::create(&host.cgroups, &cgroup_name(&plan.name))
+    let layout = match (&host.cgroups, plan.cgroup || plan.cgroupns) {
+        (Some(l), _) => Some(l),
+        (None, false) => None,
+        (None, true) => return Err(LaunchError::berth("the cgroup layout was not detected")),
+    };
+    let cgroup = if plan.cgroup
+        && let Some(layout) = layout
+    {
+        let cg = Cgroup::create(layout, &cgroup_name(&plan.name))
             .map_err(|e| LaunchError::berth(format!("create the container's cgroup: {e}")))?;
         cg.apply(&berth_cgroups::Limits {
             memory: plan.limits.memory,
@@ -130,7 +138,7 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
                     binds: &binds,
                     pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
                     seccomp: seccomp.as_deref(),
-                    cgroups: &host.cgroups,
+                    cgroups: layout,
                     saved_mask: &saved_mask,
                 };
                 child::main(&ctx)

@@ -2,7 +2,7 @@
 //! the new root before pivot_root. Sources: systemd-nspawn's mount table (`mount_table[]`),
 //! LXC's `default_mounts[]`, the OCI runtime spec's default masked and read-only paths.
 
-use crate::resolve::{Create, exists_in, fd_path, open_in};
+use crate::resolve::{Create, fd_path, open_in};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags};
@@ -190,9 +190,11 @@ pub struct Env<'a> {
     pub root: BorrowedFd<'a>,
     pub sys: bool,
     pub run_tmp: bool,
+    /// No user namespace: device nodes can be made with mknod instead of bind mounts.
+    pub privileged: bool,
     /// The pty slave for /dev/console, if any.
     pub console: Option<BorrowedFd<'a>>,
-    pub cgroups: &'a berth_cgroups::Layout,
+    pub cgroups: Option<&'a berth_cgroups::Layout>,
 }
 
 /// A failed step: which operation, on which path.
@@ -241,27 +243,24 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             mount_fs(fstype, &fd_path(&fd), flags, data).map_err(err("mount", target))
         }
         Op::ReadOnly(target) => {
-            if !exists_in(root, target).map_err(err("resolve", target))? {
+            let Some(fd) = open_existing(root, target)? else {
                 return Ok(());
-            }
-            let fd = open_in(root, target, Create::Nothing).map_err(err("resolve", target))?;
+            };
             let p = fd_path(&fd);
             rustix::mount::mount_bind(&p, &p).map_err(err("bind", target))?;
             let top = open_in(root, target, Create::Nothing).map_err(err("resolve", target))?;
             berth_sys::mount::set_readonly(&top, true).map_err(err("make read-only", target))
         }
         Op::MaskFile(target) => {
-            if !exists_in(root, target).map_err(err("resolve", target))? {
+            let Some(fd) = open_existing(root, target)? else {
                 return Ok(());
-            }
-            let fd = open_in(root, target, Create::Nothing).map_err(err("resolve", target))?;
+            };
             rustix::mount::mount_bind("/dev/null", fd_path(&fd)).map_err(err("mask", target))
         }
         Op::MaskDir(target) => {
-            if !exists_in(root, target).map_err(err("resolve", target))? {
+            let Some(fd) = open_existing(root, target)? else {
                 return Ok(());
-            }
-            let fd = open_in(root, target, Create::Nothing).map_err(err("resolve", target))?;
+            };
             mount_fs(
                 "tmpfs",
                 &fd_path(&fd),
@@ -271,7 +270,11 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             .map_err(err("mask", target))
         }
         Op::Sys => mount_sys(root),
-        Op::Cgroup => mount_cgroup(root, env.cgroups),
+        Op::Cgroup => match env.cgroups {
+            Some(layout) => mount_cgroup(root, layout),
+            None => Ok(()),
+        },
+        Op::Device(name) if env.privileged => make_node(root, name),
         Op::Device(name) => {
             let target = format!("/dev/{name}");
             let fd = open_in(root, &target, Create::File).map_err(err("create", "/dev node"))?;
@@ -303,6 +306,48 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             }
         }
     }
+}
+
+/// Opens `target` inside the root, or None when it does not exist.
+fn open_existing(
+    root: BorrowedFd<'_>,
+    target: &str,
+) -> Result<Option<rustix::fd::OwnedFd>, MountError> {
+    match open_in(root, target, Create::Nothing) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(err("resolve", target)(e)),
+    }
+}
+
+/// Makes /dev/NAME with the host node's type and numbers: cheaper than a bind mount, and
+/// possible only outside a user namespace.
+fn make_node(root: BorrowedFd<'_>, name: &str) -> Result<(), MountError> {
+    let host = rustix::fs::stat(format!("/dev/{name}")).map_err(err("stat host device", name))?;
+    let dev = open_in(root, "/dev", Create::Nothing).map_err(err("resolve", "/dev"))?;
+    let dev = rustix::fs::openat(
+        &dev,
+        ".",
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(err("open", "/dev"))?;
+    rustix::fs::mknodat(
+        &dev,
+        name,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        host.st_rdev,
+    )
+    .map_err(err("mknod", name))?;
+    // mknod applies the umask; the nodes must be usable by every user, as on the host.
+    rustix::fs::chmodat(
+        &dev,
+        name,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(err("chmod", name))
 }
 
 /// mount(2) of a filesystem, with `data` as its options.

@@ -4,6 +4,7 @@
 //!
 //! No policy lives here: callers decide what to call and in which order.
 
+pub mod caps;
 pub mod clone;
 pub mod exec;
 pub mod ids;

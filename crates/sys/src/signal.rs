@@ -60,16 +60,12 @@ pub fn restore(mask: &SavedMask) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Resets every signal disposition to the default, as a freshly exec'd program expects.
-/// Ignored dispositions survive execve, so a launcher that ignored SIGPIPE must undo it.
-pub fn reset_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: SIG_DFL is a valid disposition for every catchable signal.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
+/// Restores SIGPIPE's default disposition. The Rust runtime ignores SIGPIPE, and an
+/// ignored disposition survives execve: without this, `yes | head` inside a container would
+/// never end.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// A signalfd for `signals` (which must be blocked).

@@ -36,7 +36,8 @@ pub struct ChrootArgs {
 pub fn main(args: ChrootArgs) -> Result<u8, Failure> {
     let plan = plan(args).map_err(Failure::berth)?;
     // chroot has no state directory; the seccomp cache lives in berth's default one.
-    let host = super::host::runtime_host(Path::new("/var/lib/berth")).map_err(Failure::berth)?;
+    let host =
+        super::host::runtime_host(Path::new("/var/lib/berth"), None).map_err(Failure::berth)?;
     let status = berth_runtime::run(&plan, &host)?;
     Ok(u8::try_from(status).unwrap_or(255))
 }

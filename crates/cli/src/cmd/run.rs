@@ -57,6 +57,10 @@ pub struct RunArgs {
     cpus: Option<String>,
 }
 
+/// The cgroup controllers a `run` container joins: those its limits and accounting use. The
+/// other v1 hierarchies (devices, freezer, name=systemd, ...) serve system containers.
+const RUN_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Net {
     None,
@@ -220,6 +224,6 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         close_fds: true,
         confine: true,
     };
-    let host = super::host::runtime_host(state_root)?;
+    let host = super::host::runtime_host(state_root, Some(RUN_CONTROLLERS))?;
     Ok((plan, host))
 }
