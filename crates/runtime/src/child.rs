@@ -316,7 +316,6 @@ fn attach_terminal(slave: BorrowedFd<'_>) -> Result<(), Failure> {
     rustix::process::setsid().map_err(step("start a session"))?;
     rustix::process::ioctl_tiocsctty(slave).map_err(step("take the terminal"))?;
     for target in 0..3 {
-        // SAFETY-free: dup2 onto the standard descriptors through rustix's stdio helpers.
         let res = match target {
             0 => rustix::stdio::dup2_stdin(slave),
             1 => rustix::stdio::dup2_stdout(slave),

@@ -27,7 +27,6 @@ pub fn run(command: i32) -> ! {
         // A terminal's ^C reaches the command directly (it shares our process group); only
         // signals sent by a process (the launcher, or kill(1) inside) are passed on.
         if !sig.from_kernel() {
-            // SAFETY-free: kill through rustix needs a Signal; use the raw number via libc.
             forward(command, sig.signo);
         }
     };

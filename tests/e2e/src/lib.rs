@@ -1,1 +1,178 @@
-//! e2e helpers
+//! Harness for berth's end-to-end tests: each test gets its own state directory and its
+//! own copy of a busybox-static root filesystem with the probe inside, drives the `berth`
+//! binary as a user would, and checks that nothing is left behind.
+//!
+//! These tests need root (real namespaces, cgroups and mounts). Run as another user they
+//! fail, unless BERTH_TEST_ALLOW_SKIP=1 is set, in which case they are skipped.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Whether the test may run: true as root; false (skip) for others only when
+/// BERTH_TEST_ALLOW_SKIP=1; a panic otherwise.
+pub fn root_or_skip() -> bool {
+    // /proc/self belongs to the process's effective uid.
+    use std::os::unix::fs::MetadataExt;
+    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    if euid == 0 {
+        return true;
+    }
+    if std::env::var("BERTH_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    panic!("berth's end-to-end tests need root (or set BERTH_TEST_ALLOW_SKIP=1 to skip them)");
+}
+
+/// A name unique to this test process and call, valid as a container name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Path of a binary of this workspace (built by cargo next to the test binary).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<triple>/debug/deps/test-xxx -> target/<triple>/debug/NAME
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// One test's world: a state directory and a root filesystem, removed on drop.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+impl World {
+    /// A fresh state directory and a busybox rootfs with the probe at /bin/berth-probe, a user
+    /// `builder` (4242) in groups `builder` (4242) and `sbuild` (4343).
+    pub fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let state = dir.path().join("state");
+        let rootfs = dir.path().join("rootfs");
+        make_rootfs(&rootfs);
+        World { dir, state, rootfs }
+    }
+
+    /// `berth --root STATE ARGS...`
+    pub fn berth(&self) -> Command {
+        let mut c = Command::new(bin("berth"));
+        c.arg("--root").arg(&self.state);
+        c
+    }
+
+    /// Runs `berth --root STATE run [OPTS...] ROOTFS -- berth-probe report` and parses the report.
+    pub fn probe(&self, opts: &[&str]) -> serde_json::Value {
+        let out = self
+            .berth()
+            .arg("run")
+            .args(opts)
+            .arg(&self.rootfs)
+            .args(["--", "/bin/berth-probe", "report"])
+            .output()
+            .expect("run berth");
+        assert!(out.status.success(), "probe failed: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("probe JSON")
+    }
+
+    /// Runs `berth --root STATE ARGS...` with stdin closed and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.berth()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run berth")
+    }
+
+    pub fn rootfs_str(&self) -> &str {
+        self.rootfs.to_str().expect("utf-8 path")
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Nothing of a container may stay mounted on the host.
+        let leaked = mounts_under(self.dir.path());
+        if !leaked.is_empty() && !std::thread::panicking() {
+            panic!("mounts left behind under {}: {leaked:?}", self.dir.path().display());
+        }
+    }
+}
+
+/// Mount points on the host under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let d = dir.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(d.as_ref()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cgroup directories of container NAME still present on the host.
+pub fn cgroups_of(name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    let want = format!("berth-{name}");
+    for e in entries.flatten() {
+        let p = e.path().join(&want);
+        if p.exists() {
+            found.push(p);
+        }
+    }
+    if Path::new("/sys/fs/cgroup").join(&want).exists() {
+        found.push(Path::new("/sys/fs/cgroup").join(&want));
+    }
+    found
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Builds a busybox-static root filesystem at `root`.
+pub fn make_rootfs(root: &Path) {
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "home/builder", "var/tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox (install busybox-static)");
+    let list = Command::new("/bin/busybox").arg("--list-full").output().expect("busybox --list-full");
+    for applet in text(&list.stdout).lines() {
+        let rel = applet.trim_start_matches('/');
+        if rel.is_empty() || rel == "bin/busybox" {
+            continue;
+        }
+        let depth = rel.matches('/').count();
+        let _ = symlink(format!("{}bin/busybox", "../".repeat(depth)), root.join(rel));
+    }
+    std::fs::copy(bin("berth-probe"), root.join("bin/berth-probe")).expect("copy probe");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nbuilder:x:4242:4242:builder:/home/builder:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\ntty:x:5:\nbuilder:x:4242:\nsbuild:x:4343:builder\nnogroup:x:65534:\n",
+    )
+    .expect("group");
+}

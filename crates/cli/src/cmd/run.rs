@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Command and arguments (default: /bin/sh).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+    /// A name for the container (its cgroup is berth-NAME); default run-PID.
+    #[arg(long)]
+    name: Option<String>,
     /// No user namespace: container root is host root (LXC's default; less isolated).
     #[arg(long)]
     privileged: bool,
@@ -107,6 +110,10 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         validate::hostname(h)?;
     }
     let user_spec = a.user.as_deref().map(validate::user).transpose()?;
+    let name = match &a.name {
+        Some(n) => validate::name(n)?.to_string(),
+        None => format!("run-{}", std::process::id()),
+    };
 
     let is_path = a.source.contains('/') || a.source == "." || a.source == "..";
     let (rootfs, default_hostname) = if is_path {
@@ -196,7 +203,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
     };
     let terminal = a.tty || rustix::termios::isatty(rustix::stdio::stdin());
     let plan = Plan {
-        name: format!("run-{}", std::process::id()),
+        name,
         rootfs,
         rootfs_recursive: false,
         ephemeral: a.ephemeral,
