@@ -74,10 +74,18 @@ fn main() -> ExitCode {
 
 /// Whether the command line names `run` or `chroot` (for the exit status of a usage error).
 fn runs_a_command(argv: &[std::ffi::OsString]) -> bool {
-    argv.iter()
-        .skip(1)
-        .find(|a| !a.to_string_lossy().starts_with('-'))
-        .is_some_and(|a| a == "run" || a == "chroot")
+    let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(a) = args.next() {
+        match a.as_ref() {
+            // Global options that take a separate value.
+            "--root" | "--log-level" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            a => return a == "run" || a == "chroot",
+        }
+    }
+    false
 }
 
 /// A plain level filter: an `EnvFilter` compiles regular expressions, which costs more
