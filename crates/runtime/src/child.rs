@@ -20,6 +20,7 @@ pub struct ChildCtx<'a> {
     /// Detached mounts of the binds, in plan order.
     pub binds: &'a [OwnedFd],
     pub pty_slave: Option<BorrowedFd<'a>>,
+    pub pty_path: Option<&'a str>,
     pub seccomp: Option<&'a [u8]>,
     pub cgroups: Option<&'a berth_cgroups::Layout>,
     pub saved_mask: &'a berth_sys::signal::SavedMask,
@@ -128,7 +129,7 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         sys: plan.mount_sys,
         privileged: plan.id_map.is_none(),
         run_tmp: plan.tmpfs_run_tmp,
-        console: ctx.pty_slave,
+        console: ctx.pty_path,
         cgroups: ctx.cgroups,
     };
     mounts::run_table(&env)?;

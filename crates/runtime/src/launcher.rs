@@ -137,6 +137,7 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
                     rootfs: rootfs.as_fd(),
                     binds: &binds,
                     pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
+                    pty_path: terminal.as_ref().map(|t| t.slave_path.as_str()),
                     seccomp: seccomp.as_deref(),
                     cgroups: layout,
                     saved_mask: &saved_mask,

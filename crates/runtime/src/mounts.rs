@@ -192,8 +192,8 @@ pub struct Env<'a> {
     pub run_tmp: bool,
     /// No user namespace: device nodes can be made with mknod instead of bind mounts.
     pub privileged: bool,
-    /// The pty slave for /dev/console, if any.
-    pub console: Option<BorrowedFd<'a>>,
+    /// The pty slave's path for /dev/console, if any.
+    pub console: Option<&'a str>,
     pub cgroups: Option<&'a berth_cgroups::Layout>,
 }
 
@@ -285,7 +285,7 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             let fd = open_in(root, "/dev/console", Create::File)
                 .map_err(err("create", "/dev/console"))?;
             let source = match env.console {
-                Some(slave) => fd_path(slave),
+                Some(slave) => slave.to_string(),
                 None => "/dev/null".to_string(),
             };
             rustix::mount::mount_bind(source, fd_path(&fd)).map_err(err("bind", "/dev/console"))

@@ -9,6 +9,10 @@ use rustix::termios::{self, OptionalActions, Termios};
 pub struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,
+    /// The slave's path (/dev/pts/N). A bind mount must name its source by path in the
+    /// container's own mount namespace: a descriptor opened by the launcher names the
+    /// launcher's mount, which the kernel refuses as a bind source (EINVAL).
+    pub slave_path: String,
 }
 
 impl Pty {
@@ -27,7 +31,11 @@ impl Pty {
         if let Ok(ws) = termios::tcgetwinsize(rustix::stdio::stdin()) {
             let _ = termios::tcsetwinsize(&master, ws);
         }
-        Ok(Pty { master, slave })
+        Ok(Pty {
+            master,
+            slave,
+            slave_path: name.to_string_lossy().into_owned(),
+        })
     }
 
     /// Drops the launcher's copy of the slave (so the master sees EOF/EIO when the container
