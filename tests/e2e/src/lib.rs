@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub fn root_or_skip() -> bool {
     // /proc/self belongs to the process's effective uid.
     use std::os::unix::fs::MetadataExt;
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
     if euid == 0 {
         return true;
     }
@@ -29,7 +31,11 @@ pub fn root_or_skip() -> bool {
 /// A name unique to this test process and call, valid as a container name.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Path of a binary of this workspace (built by cargo next to the test binary).
@@ -38,7 +44,11 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<triple>/debug/deps/test-xxx -> target/<triple>/debug/NAME
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
@@ -53,9 +63,12 @@ impl World {
     /// A fresh state directory and a busybox rootfs with the probe at /bin/berth-probe, a user
     /// `builder` (4242) in groups `builder` (4242) and `sbuild` (4343).
     pub fn new() -> World {
+        // /var/tmp: on disk, where idmapped mounts work (tmpfs supports them only from
+        // Linux 6.3). BERTH_E2E_TMP overrides it (the cgroup v2 VM has only /tmp writable).
+        let base = std::env::var("BERTH_E2E_TMP").unwrap_or_else(|_| "/var/tmp".into());
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
-            .tempdir_in("/var/tmp")
+            .tempdir_in(base)
             .expect("tempdir");
         let state = dir.path().join("state");
         let rootfs = dir.path().join("rootfs");
@@ -109,7 +122,10 @@ impl Drop for World {
         // Nothing of a container may stay mounted on the host.
         let leaked = mounts_under(self.dir.path());
         if !leaked.is_empty() && !std::thread::panicking() {
-            panic!("mounts left behind under {}: {leaked:?}", self.dir.path().display());
+            panic!(
+                "mounts left behind under {}: {leaked:?}",
+                self.dir.path().display()
+            );
         }
     }
 }
@@ -150,19 +166,41 @@ pub fn text(b: &[u8]) -> String {
 
 /// Builds a busybox-static root filesystem at `root`.
 pub fn make_rootfs(root: &Path) {
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "home/builder", "var/tmp"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "root",
+        "home/builder",
+        "var/tmp",
+    ] {
         std::fs::create_dir_all(root.join(d)).expect("mkdir");
     }
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox (install busybox-static)");
-    let list = Command::new("/bin/busybox").arg("--list-full").output().expect("busybox --list-full");
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("copy busybox (install busybox-static)");
+    let list = Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
     for applet in text(&list.stdout).lines() {
         let rel = applet.trim_start_matches('/');
         if rel.is_empty() || rel == "bin/busybox" {
             continue;
         }
         let depth = rel.matches('/').count();
-        let _ = symlink(format!("{}bin/busybox", "../".repeat(depth)), root.join(rel));
+        let _ = symlink(
+            format!("{}bin/busybox", "../".repeat(depth)),
+            root.join(rel),
+        );
     }
     std::fs::copy(bin("berth-probe"), root.join("bin/berth-probe")).expect("copy probe");
     std::fs::write(

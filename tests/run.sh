@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# berth's whole test suite, as root: unit tests, privileged end-to-end tests on this host
+# (cgroup v1 or hybrid here), then the cgroup tests again inside a VM with pure cgroup v2.
+#
+#   bash tests/run.sh            everything
+#   BERTH_SKIP_VM=1 bash ...     without the v2 VM (say so in your report)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "tests/run.sh: the tests need root (real namespaces, cgroups, mounts)" >&2; exit 1; }
+
+echo "== build"
+cargo build --workspace --all-targets
+
+echo "== unit and end-to-end tests (this host)"
+cargo nextest run --workspace --no-fail-fast
+
+if [ "${BERTH_SKIP_VM:-0}" = 1 ]; then
+  echo "== cgroup v2 VM: SKIPPED (BERTH_SKIP_VM=1)"
+  exit 0
+fi
+vm=${BERTH_CGROUP2_VM:-}
+for c in "$vm" "$PWD/../shared/tools/cgroup2-vm" /work/shared/tools/cgroup2-vm; do
+  if [ -n "$c" ] && [ -x "$c" ]; then vm=$c; break; fi
+done
+if [ -z "$vm" ] || [ ! -x "$vm" ]; then
+  echo "== cgroup v2 VM: tool not found (set BERTH_CGROUP2_VM); cgroup v2 NOT tested" >&2
+  exit 1
+fi
+
+# The test binaries that exercise cgroups, run in one VM boot (about 10 s each boot).
+exes=$(cargo test --workspace --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] in ("cgroup_v2", "host"):
+        print(m["executable"])
+')
+[ -n "$exes" ] || { echo "tests/run.sh: cannot find the cgroup test binaries" >&2; exit 1; }
+wrapper=$PWD/target/vm-tests.sh
+{
+  echo '#!/bin/sh'
+  echo 'rc=0'
+  for e in $exes; do echo "echo \"== [v2 VM] $e\"; $e --test-threads=1 || rc=1"; done
+  echo 'exit $rc'
+} > "$wrapper"
+chmod +x "$wrapper"
+echo "== cgroup v2 tests inside a VM ($vm)"
+BERTH_VM_ENV="BERTH_E2E_TMP=/tmp" "$vm" "$wrapper"
