@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "tests/run.sh: the tests need root (real namespaces, cgroups, mounts)" >&2; exit 1; }
 
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
 echo "== build"
 cargo build --workspace --all-targets
 
