@@ -8,7 +8,7 @@
 # A benchmark never fails: the exit status is 0 even when targets are missed.
 #
 # Usage: sudo bash bench/run.sh
-# Env:   RUNS (default 100), BERTH (default $CARGO_TARGET_DIR or $REPO/target, + /release/berth;
+# Env:   RUNS (default 100), BERTH (default $CARGO_TARGET_DIR or $REPO/target, + /x86_64-unknown-linux-gnu/release/berth;
 #        built with `cargo build --release -p berth` when BERTH is unset and it is missing),
 #        CARGO (cargo binary to use for that build), TMPDIR (where the temp dir goes).
 # shellcheck disable=SC2317 # cleanup() and its helpers run from the EXIT trap
@@ -184,7 +184,7 @@ first_line() { local l; l=$(grep -m1 -v '^[[:space:]]*$' "$1" || true); printf '
 # berth binary
 BERTH_SKIP=""
 if [[ -z ${BERTH:-} ]]; then
-    BERTH=${CARGO_TARGET_DIR:-$REPO/target}/release/berth
+    BERTH=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/berth
     if [[ ! -x $BERTH ]]; then
         cargo_bin=${CARGO:-$(command -v cargo || true)}
         [[ -z $cargo_bin && -x $HOME/.cargo/bin/cargo ]] && cargo_bin=$HOME/.cargo/bin/cargo
