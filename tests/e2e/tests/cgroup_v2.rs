@@ -12,9 +12,13 @@ use std::process::Stdio;
 /// Whether /sys/fs/cgroup is a pure cgroup v2 mount.
 fn pure_v2() -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let v2 = info.lines().any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    let v2 = info
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
     if !v2 {
-        eprintln!("skipped: /sys/fs/cgroup is not a pure cgroup v2 mount here (run through tests/run.sh)");
+        eprintln!(
+            "skipped: /sys/fs/cgroup is not a pure cgroup v2 mount here (run through tests/run.sh)"
+        );
     }
     v2
 }
@@ -34,7 +38,11 @@ fn limits_apply_and_the_cgroup_goes_away() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The cgroup namespace makes the container's own cgroup its root.
     assert_eq!(text(&out.stdout), "0::/\n67108864\n20\n50000 100000\n");
-    assert!(cgroups_of(&name).is_empty(), "left behind: {:?}", cgroups_of(&name));
+    assert!(
+        cgroups_of(&name).is_empty(),
+        "left behind: {:?}",
+        cgroups_of(&name)
+    );
 }
 
 #[test]
@@ -46,7 +54,16 @@ fn the_container_runs_in_its_own_cgroup_while_it_lives() {
     let name = unique("v2live");
     let mut child = w
         .berth()
-        .args(["run", "--privileged", "--name", &name, w.rootfs_str(), "--", "sleep", "3"])
+        .args([
+            "run",
+            "--privileged",
+            "--name",
+            &name,
+            w.rootfs_str(),
+            "--",
+            "sleep",
+            "3",
+        ])
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn berth");
@@ -81,6 +98,13 @@ fn chroot_works_on_v2() {
 
 /// SIGTERM to the berth process we started (by its PID).
 fn rustix_kill(pid: u32) -> std::io::Result<()> {
-    let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status()?;
-    if status.success() { Ok(()) } else { Err(std::io::Error::other("kill failed")) }
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill failed"))
+    }
 }
