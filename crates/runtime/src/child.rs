@@ -65,18 +65,7 @@ pub fn main(ctx: &ChildCtx<'_>) -> ! {
     // still runs berth's code (CVE-2019-5736): non-dumpable until execve resets it.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let failure = match setup(ctx).and_then(|()| start_init(ctx)) {
-        Ok(()) => {
-            let f = exec::exec(&ctx.plan.command, &ctx.plan.env);
-            Failure {
-                code: f.code,
-                errno: f.errno,
-                message: format!(
-                    "failed to run command '{}': {}",
-                    ctx.plan.command.first().map(String::as_str).unwrap_or(""),
-                    describe(f.errno)
-                ),
-            }
-        }
+        Ok(never) => match never {},
         Err(f) => f,
     };
     sync::send_failed(
@@ -182,28 +171,29 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
 
 /// Forks the command off a minimal PID 1 (see [`crate::init`]). Returns in the command's
 /// process; the init never returns.
-fn start_init(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
-    // Every signal queued for the init (blocked first, so none is lost between fork and
-    // the wait loop).
-    let mask = berth_sys::signal::block_all().map_err(step("block signals"))?;
-    // SAFETY: the container's first process is single-threaded (a forked copy of the
-    // single-threaded launcher).
-    match unsafe { berth_sys::clone::fork() }.map_err(step("fork the command"))? {
-        None => {
-            berth_sys::signal::restore(&mask).map_err(step("restore the signal mask"))?;
-            // Rust ignores SIGPIPE; every other disposition passes through, as with chroot(8).
-            berth_sys::signal::default_sigpipe();
-            berth_sys::signal::restore(ctx.saved_mask).map_err(step("restore the signal mask"))?;
-            let _ = rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::KILL,
-            ));
-            Ok(())
-        }
-        Some(command) => {
-            // The command's copy of the socket reports its exec; ours must not keep it open.
-            berth_sys::clone::close_inherited(ctx.sock);
-            crate::init::run(command)
-        }
+fn start_init(ctx: &ChildCtx<'_>) -> Result<std::convert::Infallible, Failure> {
+    let prepared = exec::prepare(&ctx.plan.command, &ctx.plan.env, *ctx.saved_mask)
+        .map_err(|f| exec_failure(ctx, f))?;
+    // Every signal queued for the init (blocked first, so none is lost between the spawn and
+    // the wait loop). The command gets the launcher's original mask; every signal
+    // disposition of the caller passes through, as with chroot(8) (berth does not run
+    // Rust's start-up code, which would ignore SIGPIPE).
+    berth_sys::signal::block_all().map_err(step("block signals"))?;
+    let command = exec::spawn(&prepared).map_err(|f| exec_failure(ctx, f))?;
+    // The command has exec'd: the launcher learns it from the end of the socket.
+    berth_sys::clone::close_inherited(ctx.sock);
+    crate::init::run(command)
+}
+
+fn exec_failure(ctx: &ChildCtx<'_>, f: exec::ExecFailure) -> Failure {
+    Failure {
+        code: f.code,
+        errno: f.errno,
+        message: format!(
+            "failed to run command '{}': {}",
+            ctx.plan.command.first().map(String::as_str).unwrap_or(""),
+            describe(f.errno)
+        ),
     }
 }
 

@@ -97,8 +97,12 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
     } else {
         None
     };
-    let saved_mask = berth_sys::signal::block(berth_sys::signal::FORWARDED)
-        .map_err(errno_ctx("block signals"))?;
+    let blocked: Vec<i32> = berth_sys::signal::FORWARDED
+        .iter()
+        .chain(berth_sys::signal::BLOCKED_ONLY)
+        .copied()
+        .collect();
+    let saved_mask = berth_sys::signal::block(&blocked).map_err(errno_ctx("block signals"))?;
     let result = (|| {
         let sigfd = berth_sys::signal::signalfd(berth_sys::signal::FORWARDED)
             .map_err(errno_ctx("create a signalfd"))?;

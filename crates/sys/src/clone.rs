@@ -132,3 +132,34 @@ pub fn close_inherited(fd: BorrowedFd<'_>) {
     // to use this number again in this process.
     unsafe { libc::close(fd.as_raw_fd()) };
 }
+
+/// Runs `f(arg)` in a new child process that shares this process's memory and waits for it
+/// to exec or exit before returning (CLONE_VM | CLONE_VFORK, as posix_spawn does), on
+/// `stack`. Returns the child's pid.
+///
+/// # Safety
+/// `f` must not allocate or touch anything but `arg` and its own stack, and `arg` must be
+/// valid until this returns.
+pub unsafe fn spawn_shared(
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+    stack: &mut [u8],
+) -> Result<i32, Errno> {
+    // The stack grows down: pass its top, aligned to 16 bytes.
+    let top = stack.as_mut_ptr_range().end as usize & !15;
+    // SAFETY: `top` is the 16-byte-aligned end of a writable buffer that outlives the child's
+    // use of it (we are suspended until it execs or exits); the caller vouches for `f`/`arg`.
+    let pid = unsafe {
+        libc::clone(
+            f,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if pid < 0 {
+        Err(Errno::from_raw_os_error(last_errno()))
+    } else {
+        Ok(pid)
+    }
+}

@@ -1,17 +1,22 @@
-//! `execve` with an explicit argv and environment, returning the error when it fails.
+//! `execve` with an explicit argv and environment, returning the error when it fails, and
+//! close-on-exec for inherited descriptors.
 
 use rustix::io::Errno;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
-/// Replaces the process image. Only returns on failure.
-pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    // SAFETY: every pointer comes from a live CString and both arrays are NULL-terminated; they
-    // outlive the call, which either replaces the process or returns.
-    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+/// `execve` with ready NULL-terminated pointer arrays: it allocates nothing, so it can run in
+/// a child that shares its parent's memory. Only returns on failure.
+pub fn execve_raw(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return Errno::INVAL;
+    }
+    // SAFETY: both arrays are NULL-terminated (checked above) and their pointers come from C
+    // strings the caller keeps alive for the call.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Errno::from_raw_os_error(crate::clone::last_errno())
 }
 

@@ -8,7 +8,7 @@ use rustix::io::Errno;
 pub const INSN_LEN: usize = 8;
 
 /// Loads `program` (raw `struct sock_filter` array, native endian) as a seccomp filter on the
-/// calling thread and, with TSYNC, on all threads. Without no_new_privs the kernel requires
+/// calling thread (the container's first process is single-threaded). Without no_new_privs the kernel requires
 /// CAP_SYS_ADMIN in the caller's user namespace, which container root has before it drops
 /// capabilities.
 pub fn load_filter(program: &[u8]) -> Result<(), Errno> {
@@ -32,7 +32,7 @@ pub fn load_filter(program: &[u8]) -> Result<(), Errno> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            0,
             &prog as *const libc::sock_fprog,
         )
     };

@@ -23,6 +23,10 @@ pub const FORWARDED: &[i32] = &[
     libc::SIGCHLD,
 ];
 
+/// Blocked in the launcher (but not read from its signalfd): a write to a closed pipe then
+/// fails with EPIPE instead of killing the launcher before it has cleaned up.
+pub const BLOCKED_ONLY: &[i32] = &[libc::SIGPIPE];
+
 fn set_of(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given; sigaddset with valid numbers.
     unsafe {
@@ -36,7 +40,7 @@ fn set_of(signals: &[i32]) -> libc::sigset_t {
 }
 
 /// The signal mask to restore in a child before it execs.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct SavedMask(libc::sigset_t);
 
 /// Blocks `signals` and returns the previous mask.
@@ -58,14 +62,6 @@ pub fn restore(mask: &SavedMask) -> Result<(), Errno> {
         return Err(Errno::from_raw_os_error(last_errno()));
     }
     Ok(())
-}
-
-/// Restores SIGPIPE's default disposition. The Rust runtime ignores SIGPIPE, and an
-/// ignored disposition survives execve: without this, `yes | head` inside a container would
-/// never end.
-pub fn default_sigpipe() {
-    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// A signalfd for `signals` (which must be blocked).
