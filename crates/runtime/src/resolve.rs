@@ -22,86 +22,88 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGIC
 /// creating it (and missing parent directories) as `create` says.
 pub fn open_in(root: BorrowedFd<'_>, path: &str, create: Create) -> Result<OwnedFd, Errno> {
     let rel = path.trim_start_matches('/');
-    if rel.is_empty() {
-        return rustix::fs::openat2(
-            root,
-            ".",
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        );
-    }
-    match rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        RESOLVE,
-    ) {
+    let rel = if rel.is_empty() { "." } else { rel };
+    match open_path(root, rel) {
         Err(Errno::NOENT) if create != Create::Nothing => {}
         other => return other,
     }
+    // The common case: only the last component is missing. Create it from its parent, opened
+    // (beneath the root) once.
+    let (parent, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+    if name != ".." && name != "." {
+        match open_dir(root, parent) {
+            Ok(dir) => {
+                make(&dir, name, create)?;
+                return open_path(dir.as_fd(), name);
+            }
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Several components are missing: create them one by one, each beneath the root.
     let comps: Vec<&str> = rel
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
     for i in 0..comps.len() {
         let prefix = comps[..=i].join("/");
-        let last = i + 1 == comps.len();
-        match rustix::fs::openat2(
-            root,
-            &prefix,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        ) {
-            Ok(fd) if last => return Ok(fd),
+        match open_path(root, &prefix) {
             Ok(_) => continue,
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
         }
-        let parent = if i == 0 {
-            rustix::fs::openat2(
-                root,
-                ".",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                RESOLVE,
-            )?
-        } else {
-            rustix::fs::openat2(
-                root,
-                comps[..i].join("/"),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                RESOLVE,
-            )?
-        };
-        if last && create == Create::File {
-            let f = rustix::fs::openat(
-                parent.as_fd(),
-                comps[i],
-                OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
-            );
-            match f {
-                Ok(_) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(e),
-            }
-        } else {
-            match rustix::fs::mkdirat(parent.as_fd(), comps[i], Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let dir = open_dir(
+            root,
+            &if i == 0 {
+                ".".to_string()
+            } else {
+                comps[..i].join("/")
+            },
+        )?;
+        let last = i + 1 == comps.len();
+        make(&dir, comps[i], if last { create } else { Create::Dir })?;
     }
+    open_path(root, rel)
+}
+
+fn open_path(dir: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, Errno> {
     rustix::fs::openat2(
-        root,
+        dir,
         rel,
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         RESOLVE,
     )
+}
+
+/// A directory beneath the root, opened for the *at calls that create in it.
+fn open_dir(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )
+}
+
+/// Creates `name` in `dir` as a directory or an empty file; one already there is fine.
+fn make(dir: &OwnedFd, name: &str, create: Create) -> Result<(), Errno> {
+    let made = if create == Create::File {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+    } else {
+        rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+    };
+    match made {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `path` exists inside the root (without leaving it).
