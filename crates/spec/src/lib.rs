@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod passwd;
 pub mod plan;
 pub mod units;
@@ -37,4 +38,8 @@ pub enum SpecError {
         "invalid name {0:?}: use lower-case letters, digits and '-', starting with a letter or digit, at most 63 characters"
     )]
     Name(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("invalid configuration: {0}: {1}")]
+    Key(&'static str, String),
 }

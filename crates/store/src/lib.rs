@@ -8,6 +8,8 @@
 
 pub mod atomic;
 pub mod busybox;
+pub mod containers;
+pub mod state;
 pub mod subid;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,16 @@ pub enum StoreError {
         "no busybox-static on this host ({path} is missing or dynamically linked): install it with `apt-get install busybox-static`"
     )]
     NoStaticBusybox { path: PathBuf },
+    #[error("container {0:?} does not exist (see `berth list`)")]
+    NoSuchContainer(String),
+    #[error("container {0:?} already exists: choose another name or `berth delete` it first")]
+    Exists(String),
+    #[error("state of container {name:?} is unreadable ({path}): {reason}")]
+    BadState {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("{path}: no range for root; {reason}")]
     SubId { path: PathBuf, reason: String },
     #[error(
@@ -43,6 +55,9 @@ impl StoreError {
         }
     }
 }
+
+/// The state root when neither `--root` nor BERTH_ROOT says otherwise.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 
 /// The state root and the paths below it.
 #[derive(Debug, Clone)]

@@ -1,0 +1,122 @@
+//! state.json: what is running. A pid alone is not trusted: the kernel reuses pids, so the
+//! record keeps each process's start time (field 22 of /proc/PID/stat), and a process whose
+//! start time differs is not the container's, whatever its pid.
+
+use crate::{Store, StoreError, atomic};
+use serde::{Deserialize, Serialize};
+
+/// A running container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The container's init, as seen from the host.
+    pub pid: i32,
+    pub pid_start: u64,
+    /// The supervisor ("berth: NAME").
+    pub supervisor_pid: i32,
+    pub supervisor_start: u64,
+    /// Unix time the container started.
+    pub started_at: u64,
+    /// The cgroup directories of the container.
+    pub cgroup: Vec<String>,
+    /// The signal that halts its init cleanly.
+    pub stop_signal: i32,
+}
+
+/// The start time of process `pid` in clock ticks since boot, or None when there is no such
+/// process.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip to the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `start`.
+pub fn same_process(pid: i32, start: u64) -> bool {
+    pid > 0 && start_time(pid) == Some(start)
+}
+
+impl State {
+    /// The init is alive (and is the one recorded).
+    pub fn init_alive(&self) -> bool {
+        same_process(self.pid, self.pid_start)
+    }
+
+    pub fn supervisor_alive(&self) -> bool {
+        same_process(self.supervisor_pid, self.supervisor_start)
+    }
+}
+
+impl Store {
+    /// The recorded state of container `name`, if it has one.
+    pub fn read_state(&self, name: &str) -> Result<Option<State>, StoreError> {
+        let path = self.container_dir(name).join("state.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::BadState {
+                        name: name.to_string(),
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read", &path)(e)),
+        }
+    }
+
+    pub fn write_state(&self, name: &str, state: &State) -> Result<(), StoreError> {
+        let path = self.container_dir(name).join("state.json");
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::BadState {
+            name: name.to_string(),
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        atomic::write(&path, &bytes, 0o644)
+    }
+
+    pub fn clear_state(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.container_dir(name).join("state.json");
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove", &path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_tells_processes_apart() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).expect("own start time");
+        assert!(same_process(me, t));
+        assert!(!same_process(me, t + 1));
+        assert!(!same_process(i32::MAX - 1, t));
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("store");
+        s.create_container("web", "").expect("create");
+        assert_eq!(s.read_state("web").expect("read"), None);
+        let st = State {
+            pid: 1,
+            pid_start: 2,
+            supervisor_pid: 3,
+            supervisor_start: 4,
+            started_at: 5,
+            cgroup: vec!["/sys/fs/cgroup/memory/berth-web".into()],
+            stop_signal: 12,
+        };
+        s.write_state("web", &st).expect("write");
+        assert_eq!(s.read_state("web").expect("read"), Some(st));
+        s.clear_state("web").expect("clear");
+        assert_eq!(s.read_state("web").expect("read"), None);
+    }
+}
