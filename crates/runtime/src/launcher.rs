@@ -1,13 +1,14 @@
 //! The parent side of a launch: everything that needs host privileges (cgroups, id maps,
-//! idmapped mounts) happens here while the child waits, then the launcher relays the
-//! terminal and signals until the command exits. Used directly by `berth run` and
-//! `berth chroot`, which have no supervisor.
+//! idmapped mounts) happens here while the child waits. [`run`] then relays the terminal and
+//! signals until the command exits (`berth run` and `berth chroot`, which have no
+//! supervisor); a supervisor calls [`launch`] and keeps the container's console itself.
 
 use crate::child::{self, ChildCtx};
 use crate::{pty, seccomp, sync};
 use berth_cgroups::{Cgroup, Layout};
 use berth_spec::{IdMap, NetMode, Plan};
 use berth_sys::clone::{Forked, flags};
+use berth_sys::signal::SavedMask;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mount::OpenTreeFlags;
@@ -43,6 +44,17 @@ fn errno_ctx(what: &str) -> impl FnOnce(Errno) -> LaunchError + '_ {
     move |e| LaunchError::berth(format!("{what}: {e}"))
 }
 
+/// A container whose first process has exec'd.
+pub struct Running {
+    /// Its first process, as the host sees it.
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// Its cgroup (removed when dropped).
+    pub cgroup: Option<Cgroup>,
+    /// The master of its terminal, when the plan asked for one.
+    pub console: Option<OwnedFd>,
+}
+
 /// Launches `plan` and waits for its command. Returns the command's exit status (128+N when
 /// a signal N ended it).
 ///
@@ -50,11 +62,45 @@ fn errno_ctx(what: &str) -> impl FnOnce(Errno) -> LaunchError + '_ {
 /// namespaces, which the kernel refuses to a multi-threaded one.
 pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
     crate::preflight::check(plan)?;
+    // Blocked before the clone, so that no signal meant for the container is lost before
+    // the wait loop reads them; SIGPIPE too, so that a closed pipe cannot kill the launcher
+    // before it has cleaned up.
+    let blocked: Vec<i32> = berth_sys::signal::FORWARDED
+        .iter()
+        .chain(berth_sys::signal::BLOCKED_ONLY)
+        .copied()
+        .collect();
+    let saved_mask = berth_sys::signal::block(&blocked).map_err(errno_ctx("block signals"))?;
+    let result = (|| {
+        let sigfd = berth_sys::signal::signalfd(berth_sys::signal::FORWARDED)
+            .map_err(errno_ctx("create a signalfd"))?;
+        let running = launch(plan, host, &saved_mask)?;
+        let relay = running.console.map(pty::Relay::new);
+        let status = crate::relay::wait(running.pid, &running.pidfd, &sigfd, relay)
+            .map_err(errno_ctx("wait for the container"));
+        if let Some(cg) = running.cgroup
+            && let Err(e) = cg.remove()
+        {
+            tracing::warn!("remove the container's cgroup: {e}");
+        }
+        status
+    })();
+    let _ = berth_sys::signal::restore(&saved_mask);
+    result
+}
+
+/// Starts `plan`'s container and returns once its first process has exec'd (or with why it
+/// could not, having removed whatever it set up). `child_mask` is the signal mask the
+/// container's processes start with.
+///
+/// Must be called from a single-threaded process (see [`run`]).
+pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Running, LaunchError> {
     let layout = match (&host.cgroups, plan.cgroup || plan.cgroupns) {
         (Some(l), _) => Some(l),
         (None, false) => None,
         (None, true) => return Err(LaunchError::berth("the cgroup layout was not detected")),
     };
+    // Dropped on any error below, which removes it again.
     let cgroup = if plan.cgroup
         && let Some(layout) = layout
     {
@@ -79,7 +125,6 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
         None
     };
     let rootfs = detached_tree(&plan.rootfs, plan.rootfs_recursive)?;
-
     let binds = plan
         .binds
         .iter()
@@ -97,80 +142,63 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
     } else {
         None
     };
-    let blocked: Vec<i32> = berth_sys::signal::FORWARDED
-        .iter()
-        .chain(berth_sys::signal::BLOCKED_ONLY)
-        .copied()
-        .collect();
-    let saved_mask = berth_sys::signal::block(&blocked).map_err(errno_ctx("block signals"))?;
-    let result = (|| {
-        let sigfd = berth_sys::signal::signalfd(berth_sys::signal::FORWARDED)
-            .map_err(errno_ctx("create a signalfd"))?;
-        let (parent_sock, child_sock) =
-            sync::pair().map_err(errno_ctx("create the sync socket"))?;
-        // The child is born in its cgroups: the v1 ones because we step into them for the
-        // clone (see Cgroup::enter_v1), the cgroup2 one through CLONE_INTO_CGROUP.
-        let stay = cgroup
-            .as_ref()
-            .map(Cgroup::enter_v1)
-            .transpose()
-            .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
-        // SAFETY: berth's CLI is single-threaded (no runtime, no thread pools), the
-        // precondition of clone3 with fork semantics.
-        let forked = unsafe {
-            berth_sys::clone::clone3(
-                clone_flags(plan),
-                cgroup.as_ref().and_then(Cgroup::clone_fd),
-            )
-        };
-        if !matches!(forked, Ok(Forked::Child))
-            && let Some(stay) = stay
-        {
-            stay.leave()
-                .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))?;
-        }
-        let forked = forked.map_err(|e| {
-            LaunchError::berth(format!("create the container's namespaces (clone3): {e}"))
-        })?;
-        let (pid, pidfd) = match forked {
-            Forked::Child => {
-                drop(parent_sock);
-                let ctx = ChildCtx {
-                    plan,
-                    sock: child_sock.as_fd(),
-                    rootfs: rootfs.as_fd(),
-                    binds: &binds,
-                    pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
-                    pty_path: terminal.as_ref().map(|t| t.slave_path.as_str()),
-                    seccomp: seccomp.as_deref(),
-                    cgroups: layout,
-                    saved_mask: &saved_mask,
-                };
-                child::main(&ctx)
-            }
-            Forked::Parent { pid, pidfd } => (pid, pidfd),
-        };
-        drop(child_sock);
-        let started = start_child(plan, pid, &rootfs, &binds, &parent_sock);
-        if let Err(e) = started {
-            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-            let _ =
-                rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
-            return Err(e);
-        }
-        // Our copies of the mounts and the slave are the child's now.
-        drop(binds);
-        drop(rootfs);
-        let relay = terminal.map(|t| t.into_relay());
-        crate::relay::wait(pid, &pidfd, &sigfd, relay).map_err(errno_ctx("wait for the container"))
-    })();
-    let _ = berth_sys::signal::restore(&saved_mask);
-    if let Some(cg) = cgroup
-        && let Err(e) = cg.remove()
+    let (parent_sock, child_sock) = sync::pair().map_err(errno_ctx("create the sync socket"))?;
+    // The child is born in its cgroups: the v1 ones because we step into them for the
+    // clone (see Cgroup::enter_v1), the cgroup2 one through CLONE_INTO_CGROUP.
+    let stay = cgroup
+        .as_ref()
+        .map(Cgroup::enter_v1)
+        .transpose()
+        .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
+    // SAFETY: berth's CLI and supervisor are single-threaded (no runtime, no thread pools),
+    // the precondition of clone3 with fork semantics.
+    let forked = unsafe {
+        berth_sys::clone::clone3(
+            clone_flags(plan),
+            cgroup.as_ref().and_then(Cgroup::clone_fd),
+        )
+    };
+    if !matches!(forked, Ok(Forked::Child))
+        && let Some(stay) = stay
     {
-        tracing::warn!("remove the container's cgroup: {e}");
+        stay.leave()
+            .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))?;
     }
-    result
+    let forked = forked.map_err(|e| {
+        LaunchError::berth(format!("create the container's namespaces (clone3): {e}"))
+    })?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(parent_sock);
+            let ctx = ChildCtx {
+                plan,
+                sock: child_sock.as_fd(),
+                rootfs: rootfs.as_fd(),
+                binds: &binds,
+                pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
+                pty_path: terminal.as_ref().map(|t| t.slave_path.as_str()),
+                seccomp: seccomp.as_deref(),
+                cgroups: layout,
+                saved_mask: child_mask,
+            };
+            child::main(&ctx)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_sock);
+    if let Err(e) = start_child(plan, pid, &rootfs, &binds, &parent_sock) {
+        let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
+        return Err(e);
+    }
+    // The launcher's copy of the slave must go, or the master never sees the container
+    // close it.
+    Ok(Running {
+        pid,
+        pidfd,
+        cgroup,
+        console: terminal.map(|t| t.master),
+    })
 }
 
 /// Everything between clone3 and the child's exec: id maps, idmapped mounts,

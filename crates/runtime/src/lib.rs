@@ -10,9 +10,9 @@ pub mod launcher;
 pub mod mounts;
 mod preflight;
 pub mod pty;
-mod relay;
+pub mod relay;
 pub mod resolve;
 pub mod seccomp;
 pub mod sync;
 
-pub use launcher::{Host, LaunchError, run};
+pub use launcher::{Host, LaunchError, Running, launch, run};

@@ -37,15 +37,15 @@ impl Pty {
             slave_path: name.to_string_lossy().into_owned(),
         })
     }
+}
 
-    /// Drops the launcher's copy of the slave (so the master sees EOF/EIO when the container
-    /// closes it) and puts the caller's terminal in raw mode for the relay.
-    pub fn into_relay(self) -> Relay {
-        drop(self.slave);
-        let raw = RawMode::enter();
+impl Relay {
+    /// Relays `master` to the caller's terminal, which is put in raw mode until the relay is
+    /// dropped.
+    pub fn new(master: OwnedFd) -> Relay {
         Relay {
-            master: self.master,
-            _raw: raw,
+            master,
+            _raw: RawMode::enter(),
         }
     }
 }
