@@ -4,7 +4,7 @@
 
 use crate::mounts::{self, MountError};
 use crate::resolve::{Create, fd_path, open_in};
-use crate::{caps, exec, sync};
+use crate::{exec, sync};
 use berth_spec::{NetMode, Plan};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -138,42 +138,38 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         // close-on-exec (our own socket included, which is how the parent sees exec succeed).
         berth_sys::exec::cloexec_from(3);
     }
-    let keep = caps::kept(plan.net != NetMode::Host, plan.id_map.is_some());
-    if plan.confine {
-        // Bounding set before seccomp and before changing uid: both need CAP_SETPCAP /
-        // CAP_SYS_ADMIN, which a non-root user loses at setresuid.
-        caps::apply_bounding(&keep).map_err(|e| Failure {
-            code: 125,
-            errno: Errno::PERM,
-            message: format!("drop capabilities: {e}"),
-        })?;
-    }
-    if let Some(bpf) = ctx.seccomp {
-        berth_sys::seccomp::load_filter(bpf).map_err(step("load the seccomp profile"))?;
-    }
-    set_credentials(plan)?;
-    if plan.confine && plan.user.uid == 0 {
-        caps::apply_process_sets(&keep).map_err(|e| Failure {
-            code: 125,
-            errno: Errno::PERM,
-            message: format!("set capabilities: {e}"),
-        })?;
-    }
-    rustix::process::chdir(plan.cwd.as_str()).map_err(|e| Failure {
+    crate::privileges::drop_to(&crate::privileges::Target {
+        private_net: plan.net != NetMode::Host,
+        userns: plan.id_map.is_some(),
+        confine: plan.confine,
+        seccomp: ctx.seccomp,
+        user: &plan.user,
+        cwd: &plan.cwd,
+    })
+    .map_err(|(errno, message)| Failure {
         code: 125,
-        errno: e,
-        message: format!("cannot change to directory {}: {}", plan.cwd, describe(e)),
+        errno,
+        message,
     })?;
-    // If the launcher dies, so does the container (set last: changing credentials clears it).
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if plan.init_stub {
+        // If the launcher dies, so does a run/chroot container (set last: changing
+        // credentials clears it). A system container outlives its supervisor.
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    }
     Ok(())
 }
 
-/// Forks the command off a minimal PID 1 (see [`crate::init`]). Returns in the command's
+/// Execs a system container's init as PID 1, or (run, chroot) spawns the command under a
+/// minimal PID 1 (see [`crate::init`]). Returns in the command's
 /// process; the init never returns.
 fn start_init(ctx: &ChildCtx<'_>) -> Result<std::convert::Infallible, Failure> {
     let prepared = exec::prepare(&ctx.plan.command, &ctx.plan.env, *ctx.saved_mask)
         .map_err(|f| exec_failure(ctx, f))?;
+    if !ctx.plan.init_stub {
+        // A system container: its own init is PID 1.
+        return Err(exec_failure(ctx, exec::exec_here(&prepared)));
+    }
     // Every signal queued for the init (blocked first, so none is lost between the spawn and
     // the wait loop). The command gets the launcher's original mask; every signal
     // disposition of the caller passes through, as with chroot(8) (berth does not run
@@ -314,21 +310,5 @@ fn attach_terminal(slave: BorrowedFd<'_>) -> Result<(), Failure> {
         };
         res.map_err(step("attach the terminal"))?;
     }
-    Ok(())
-}
-
-fn set_credentials(plan: &Plan) -> Result<(), Failure> {
-    let u = &plan.user;
-    berth_sys::ids::setgroups(&u.groups).map_err(step("set supplementary groups"))?;
-    berth_sys::ids::setresgid(u.gid).map_err(|e| Failure {
-        code: 125,
-        errno: e,
-        message: format!("set group id {}: {e}", u.gid),
-    })?;
-    berth_sys::ids::setresuid(u.uid).map_err(|e| Failure {
-        code: 125,
-        errno: e,
-        message: format!("set user id {}: {e}", u.uid),
-    })?;
     Ok(())
 }

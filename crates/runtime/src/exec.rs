@@ -119,6 +119,13 @@ pub fn spawn(p: &Prepared) -> Result<i32, ExecFailure> {
     }
 }
 
+/// Execs the prepared command in this process (a system container's init, which must be
+/// PID 1 itself). Only returns on failure.
+pub fn exec_here(p: &Prepared) -> ExecFailure {
+    let _ = berth_sys::signal::restore(&p.mask);
+    ExecFailure::from_errno(try_candidates(p))
+}
+
 /// The command's process until it execs: signal mask, parent-death signal, then every
 /// candidate path in turn.
 extern "C" fn child(arg: *mut c_void) -> c_int {
@@ -127,11 +134,18 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     let _ = berth_sys::signal::restore(&p.mask);
     // If the init dies, so does the command (set here: credentials are final).
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    p.errno
+        .store(try_candidates(p).raw_os_error(), Ordering::SeqCst);
+    127
+}
+
+/// Tries every candidate path as execvp(3) does; returns the error to report (EACCES if
+/// any candidate was not executable, else the last error). Allocates nothing.
+fn try_candidates(p: &Prepared) -> Errno {
     let mut saw_eacces = false;
     let mut last = Errno::NOENT;
     for path in &p.candidates {
-        let e = berth_sys::exec::execve_raw(path, &p.argv_ptrs, &p.envp_ptrs);
-        match e {
+        match berth_sys::exec::execve_raw(path, &p.argv_ptrs, &p.envp_ptrs) {
             Errno::ACCESS => saw_eacces = true,
             Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG => {}
             other => {
@@ -141,7 +155,5 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             }
         }
     }
-    let e = if saw_eacces { Errno::ACCESS } else { last };
-    p.errno.store(e.raw_os_error(), Ordering::SeqCst);
-    127
+    if saw_eacces { Errno::ACCESS } else { last }
 }

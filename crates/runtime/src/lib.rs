@@ -9,6 +9,7 @@ mod init;
 pub mod launcher;
 pub mod mounts;
 mod preflight;
+mod privileges;
 pub mod pty;
 pub mod relay;
 pub mod resolve;

@@ -85,6 +85,9 @@ pub struct Plan {
     pub limits: Limits,
     /// Give the container a cgroup of its own (run); chroot stays in the caller's.
     pub cgroup: bool,
+    /// Run the command under berth's minimal init (run, chroot) rather than as PID 1
+    /// itself (a system container's own init).
+    pub init_stub: bool,
     /// Give the command a pty (the launcher relays it to its own terminal).
     pub terminal: bool,
     /// Mark every inherited descriptor above stderr close-on-exec (run); chroot passes them

@@ -159,6 +159,7 @@ fn plan(a: ChrootArgs) -> anyhow::Result<Plan> {
         limits: Limits::default(),
         cgroup: false,
         terminal: false,
+        init_stub: true,
         close_fds: false,
         confine: true,
     })

@@ -228,6 +228,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         limits,
         cgroup: true,
         terminal,
+        init_stub: true,
         close_fds: true,
         confine: true,
     };
