@@ -111,6 +111,104 @@ impl Cgroup {
         Ok(path)
     }
 
+    /// Takes ownership of an existing container cgroup from its directories (recorded in a
+    /// container's state by the process that created it): to kill, freeze or remove it.
+    /// Directories that are already gone are left out.
+    pub fn adopt(paths: &[PathBuf]) -> Cgroup {
+        let mut cgroup = Cgroup {
+            paths: Vec::new(),
+            dirs: Vec::new(),
+            v2_fd: None,
+            pure_v2: false,
+        };
+        for p in paths.iter().filter(|p| p.is_dir()) {
+            let tree = if p.join("cgroup.controllers").exists() {
+                Tree::V2
+            } else {
+                Tree::V1
+            };
+            cgroup.paths.push(p.clone());
+            cgroup.dirs.push(Dir {
+                tree,
+                controllers: Vec::new(),
+                proc_name: String::new(),
+            });
+        }
+        cgroup
+    }
+
+    /// Sends SIGKILL to every process inside (v2: `cgroup.kill`; v1: each listed pid).
+    pub fn kill_all(&self) -> Result<(), Error> {
+        for (path, dir) in self.paths.iter().zip(&self.dirs) {
+            let killed = match dir.tree {
+                Tree::V2 => v2::kill_all(path)?,
+                Tree::V1 => false,
+            };
+            if !killed && path.join("cgroup.procs").exists() {
+                kill::kill_listed(path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes (or thaws) every process inside: v1 `freezer.state`, v2 `cgroup.freeze`.
+    pub fn set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        for path in &self.paths {
+            let (file, value) = if path.join("freezer.state").exists() {
+                ("freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+            } else if path.join("cgroup.freeze").exists() {
+                ("cgroup.freeze", if frozen { "1" } else { "0" })
+            } else {
+                continue;
+            };
+            write_file(&path.join(file), value)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cgroup is frozen (or freezing).
+    pub fn is_frozen(&self) -> bool {
+        self.paths.iter().any(|p| {
+            std::fs::read_to_string(p.join("freezer.state"))
+                .map(|s| s.trim() != "THAWED")
+                .or_else(|_| {
+                    std::fs::read_to_string(p.join("cgroup.freeze")).map(|s| s.trim() == "1")
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// Memory in use, in bytes (v1 memory.usage_in_bytes, v2 memory.current).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.paths.iter().find_map(|p| {
+            ["memory.current", "memory.usage_in_bytes"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(p.join(f)).ok())
+                .and_then(|s| s.trim().parse().ok())
+        })
+    }
+
+    /// CPU time used, in nanoseconds (v1 cpuacct.usage, v2 cpu.stat usage_usec).
+    pub fn cpu_nanos(&self) -> Option<u64> {
+        self.paths.iter().find_map(|p| {
+            if let Ok(s) = std::fs::read_to_string(p.join("cpuacct.usage")) {
+                return s.trim().parse().ok();
+            }
+            let stat = std::fs::read_to_string(p.join("cpu.stat")).ok()?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|us| us * 1000)
+        })
+    }
+
+    /// Forgets the directories without removing them (they belong to a running container
+    /// whose supervisor removes them).
+    pub fn release(mut self) {
+        self.paths.clear();
+        self.dirs.clear();
+    }
+
     /// Writes `limits` into the directory of each controller that enforces one: v1
     /// `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_period_us` + `cpu.cfs_quota_us`; v2
     /// `memory.max`, `pids.max`, `cpu.max`. Nothing is written when a limit is invalid or

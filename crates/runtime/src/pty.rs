@@ -23,8 +23,45 @@ impl Pty {
         grantpt(&master)?;
         unlockpt(&master)?;
         let name = ptsname(&master, Vec::new())?;
+        Self::finish(
+            master,
+            name.to_string_lossy().into_owned(),
+            name.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// Allocates a pty from the devpts mounted at `dev`/pts (another mount namespace's,
+    /// reached through /proc/PID/root): the slave's name is then valid in there.
+    pub fn open_at(dev: &str) -> Result<Pty, Errno> {
+        let master = rustix::fs::open(
+            format!("{dev}/pts/ptmx"),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::pty::unlockpt(&master)?;
+        // The slave straight from the master (TIOCGPTPEER): no path to resolve.
+        let slave = rustix::pty::ioctl_tiocgptpeer(
+            &master,
+            rustix::pty::OpenptFlags::RDWR
+                | rustix::pty::OpenptFlags::NOCTTY
+                | rustix::pty::OpenptFlags::CLOEXEC,
+        )?;
+        let slave_path = rustix::pty::ptsname(&master, Vec::new())?
+            .to_string_lossy()
+            .into_owned();
+        if let Ok(ws) = termios::tcgetwinsize(rustix::stdio::stdin()) {
+            let _ = termios::tcsetwinsize(&master, ws);
+        }
+        Ok(Pty {
+            master,
+            slave,
+            slave_path,
+        })
+    }
+
+    fn finish(master: OwnedFd, open_path: String, slave_path: String) -> Result<Pty, Errno> {
         let slave = rustix::fs::open(
-            name.as_c_str(),
+            open_path.as_str(),
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
@@ -34,7 +71,7 @@ impl Pty {
         Ok(Pty {
             master,
             slave,
-            slave_path: name.to_string_lossy().into_owned(),
+            slave_path,
         })
     }
 }

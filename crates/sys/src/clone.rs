@@ -163,3 +163,25 @@ pub unsafe fn spawn_shared(
         Ok(pid)
     }
 }
+
+/// Whether this process has a single thread (field 20 of /proc/self/stat), the condition
+/// under which a fork-like clone is sound.
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+            rest.split(' ').nth(17)?.parse::<u32>().ok()
+        })
+        .is_some_and(|n| n == 1)
+}
+
+/// fork(2), refused (EAGAIN) in a multi-threaded process, where the child could inherit
+/// locks held by threads that do not exist in it.
+pub fn fork_checked() -> Result<Option<i32>, Errno> {
+    if !single_threaded() {
+        return Err(Errno::AGAIN);
+    }
+    // SAFETY: checked just above: this process is single-threaded.
+    unsafe { fork() }
+}

@@ -10,6 +10,8 @@ pub mod exec;
 pub mod ids;
 pub mod mount;
 pub mod net;
+pub mod ns;
+pub mod proc;
 pub mod seccomp;
 pub mod signal;
 

@@ -1,0 +1,131 @@
+//! A system container's config, lowered to the runtime's Plan.
+
+use crate::Error;
+use berth_spec::config::{Config, signal_number};
+use berth_spec::{Bind, IdMap, Limits, NetMode, Plan, User};
+use berth_store::Store;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The root filesystem directory of a container.
+pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
+    match (&config.rootfs.image, &config.rootfs.path) {
+        (Some(image), _) => Ok(store.image_rootfs(image)?),
+        (None, Some(path)) => Ok(path.clone()),
+        (None, None) => {
+            Err(berth_spec::SpecError::Key("rootfs", "set image or path".into()).into())
+        }
+    }
+}
+
+/// The Plan that starts container `name`.
+pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
+    let rootfs = rootfs(store, config)?;
+    let limits = Limits {
+        memory: config
+            .limits
+            .memory
+            .as_deref()
+            .map(berth_spec::parse_size)
+            .transpose()?,
+        pids: config.limits.pids,
+        cpus: config.limits.cpus,
+    };
+    let id_map = if config.privileged {
+        None
+    } else {
+        let u = berth_store::subid::root_range(Path::new("/etc/subuid"))?;
+        let g = berth_store::subid::root_range(Path::new("/etc/subgid"))?;
+        Some(IdMap {
+            host_uid: u.start,
+            host_gid: g.start,
+            count: berth_store::subid::CONTAINER_IDS,
+        })
+    };
+    let net = match config.nets.first().map(|n| n.kind.as_str()) {
+        Some("host") => NetMode::Host,
+        _ => NetMode::Loopback,
+    };
+    Ok(Plan {
+        name: name.to_string(),
+        rootfs,
+        rootfs_recursive: false,
+        ephemeral: false,
+        command: config.init.clone(),
+        command_is_default: false,
+        env: [
+            "container=berth",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TERM=linux",
+            "HOME=/root",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect(),
+        cwd: "/".into(),
+        user: User {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        },
+        hostname: Some(config.hostname.clone().unwrap_or_else(|| name.to_string())),
+        id_map,
+        net,
+        cgroupns: true,
+        mount_sys: true,
+        tmpfs_run_tmp: true,
+        binds: config
+            .mounts
+            .iter()
+            .map(|m| Bind {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+            .collect(),
+        limits,
+        cgroup: true,
+        init_stub: false,
+        terminal: true,
+        close_fds: true,
+        confine: true,
+    })
+}
+
+/// The signal that halts the container's init cleanly: the configured one, or the one its
+/// init understands (systemd: SIGRTMIN+3; busybox: SIGUSR2; sysvinit and others: SIGPWR, as
+/// LXC does).
+pub fn stop_signal(config: &Config, rootfs: &Path) -> i32 {
+    if let Some(s) = config.stop_signal.as_deref().and_then(signal_number) {
+        return s;
+    }
+    let init = config
+        .init
+        .first()
+        .map(String::as_str)
+        .unwrap_or("/sbin/init");
+    let target = resolve_in(rootfs, init);
+    let name = target.to_string_lossy();
+    if name.contains("systemd") {
+        libc::SIGRTMIN() + 3
+    } else if name.contains("busybox") {
+        libc::SIGUSR2
+    } else {
+        libc::SIGPWR
+    }
+}
+
+/// Follows the symlinks of `path` inside `rootfs` (a few levels, never leaving it) to find
+/// what the init really is.
+fn resolve_in(rootfs: &Path, path: &str) -> PathBuf {
+    let mut current = PathBuf::from(path);
+    for _ in 0..8 {
+        let on_host = rootfs.join(current.strip_prefix("/").unwrap_or(&current));
+        match std::fs::read_link(&on_host) {
+            Ok(t) if t.is_absolute() => current = t,
+            Ok(t) => current = current.parent().unwrap_or(Path::new("/")).join(t),
+            Err(_) => break,
+        }
+    }
+    current
+}

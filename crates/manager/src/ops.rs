@@ -1,0 +1,352 @@
+//! The operations, one function each; every one takes the container's lock first, so that
+//! two commands on one container run one after the other.
+
+use crate::{Error, lower, supervisor};
+use berth_cgroups::Cgroup;
+use berth_spec::config::{Config, Rootfs};
+use berth_spec::{User, validate};
+use berth_store::Store;
+use berth_store::state::State;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The state root's manager.
+pub struct Manager {
+    pub store: Store,
+}
+
+/// What a new container is made from.
+pub enum CreateSource {
+    Image(String),
+    Path(PathBuf),
+}
+
+/// `berth stop` options.
+pub struct StopOptions {
+    pub timeout: Duration,
+    pub force: bool,
+}
+
+/// `berth exec` options.
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub terminal: bool,
+}
+
+pub(crate) fn host_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl Manager {
+    pub fn open(root: &Path) -> Result<Manager, Error> {
+        Ok(Manager {
+            store: Store::open(root)?,
+        })
+    }
+
+    /// Loads and validates container `name`'s config.
+    pub fn config(&self, name: &str) -> Result<Config, Error> {
+        validate::name(name)?;
+        let text = self.store.read_config(name)?;
+        Ok(Config::parse(&text, host_cpus())?)
+    }
+
+    /// `berth create`: a new, stopped container. Every setting is checked, and the image
+    /// built if it is the built-in one, before the container directory appears.
+    pub fn create(
+        &self,
+        source: CreateSource,
+        name: &str,
+        base: Option<&str>,
+        sets: &[(String, String)],
+    ) -> Result<(), Error> {
+        validate::name(name)?;
+        let _lock = self.store.lock(name)?;
+        self.store.sweep();
+        if self.store.exists(name) {
+            return Err(berth_store::StoreError::Exists(name.to_string()).into());
+        }
+        let rootfs = match source {
+            CreateSource::Image(image) => {
+                validate::name(&image)?;
+                Rootfs {
+                    image: Some(image),
+                    path: None,
+                }
+            }
+            CreateSource::Path(path) => {
+                let canon = path.canonicalize().map_err(|e| Error::Io {
+                    what: format!("root filesystem {}", path.display()),
+                    source: e,
+                })?;
+                if !canon.is_dir() {
+                    return Err(Error::Io {
+                        what: format!("root filesystem {}", path.display()),
+                        source: std::io::Error::other("not a directory"),
+                    });
+                }
+                Rootfs {
+                    image: None,
+                    path: Some(canon),
+                }
+            }
+        };
+        let mut config = match base {
+            Some(text) => {
+                let mut c: Config = Config::parse(text, host_cpus())?;
+                c.rootfs = rootfs;
+                c
+            }
+            None => Config::new(rootfs),
+        };
+        for (k, v) in sets {
+            config = config.with(k, v, host_cpus())?;
+        }
+        config.validate(host_cpus())?;
+        // Build (or find) the image now, so that a bad image name fails here.
+        lower::rootfs(&self.store, &config)?;
+        self.store.create_container(name, &config.to_toml()?)?;
+        Ok(())
+    }
+
+    /// The state of `name` if its init is alive; a stale record is cleaned up.
+    pub fn running_state(&self, name: &str) -> Result<Option<State>, Error> {
+        let Some(state) = self.store.read_state(name)? else {
+            return Ok(None);
+        };
+        if state.init_alive() {
+            return Ok(Some(state));
+        }
+        if !state.supervisor_alive() {
+            // Nobody is left to clean up after this container: do it now.
+            let _ = Cgroup::adopt(&paths(&state)).remove();
+            self.store.clear_state(name)?;
+        }
+        Ok(None)
+    }
+
+    /// `berth start`: boots the container's init under a supervisor; returns once init runs.
+    pub fn start(&self, name: &str) -> Result<(), Error> {
+        let config = self.config(name)?;
+        let lock = self.store.lock(name)?;
+        if self.running_state(name)?.is_some() {
+            return Err(Error::Running(name.to_string()));
+        }
+        let plan = lower::plan(&self.store, name, &config)?;
+        let stop_signal = lower::stop_signal(&config, &plan.rootfs);
+        let host = berth_runtime::Host {
+            cgroups: Some(berth_cgroups::Layout::detect()?),
+            cache_dir: self.store.root().join("cache"),
+        };
+        supervisor::spawn(&self.store, name, &plan, &host, stop_signal, lock)
+    }
+
+    /// `berth stop`: the init's halt signal, then (after the timeout) everything in the
+    /// container's cgroup killed; returns once the container is down and cleaned up.
+    pub fn stop(&self, name: &str, opts: &StopOptions) -> Result<(), Error> {
+        validate::name(name)?;
+        let _lock = self.store.lock(name)?;
+        self.stop_locked(name, opts)
+    }
+
+    fn stop_locked(&self, name: &str, opts: &StopOptions) -> Result<(), Error> {
+        let Some(state) = self.running_state(name)? else {
+            return Err(Error::NotRunning(name.to_string()));
+        };
+        let init = open_pidfd(&state).ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        let cgroup = Cgroup::adopt(&paths(&state));
+        let signal = if opts.force {
+            libc::SIGKILL
+        } else {
+            state.stop_signal
+        };
+        send(&init, signal)?;
+        if !wait_exit(&init, opts.timeout) {
+            cgroup.kill_all()?;
+            if !wait_exit(&init, Duration::from_secs(5)) {
+                cgroup.release();
+                return Err(Error::StopTimeout(name.to_string(), opts.timeout.as_secs()));
+            }
+        }
+        // The supervisor notices and cleans up; without one (it was killed), we do.
+        let supervisor = rustix::process::Pid::from_raw(state.supervisor_pid)
+            .filter(|_| state.supervisor_alive())
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
+        match supervisor {
+            Some(fd) if wait_exit(&fd, Duration::from_secs(5)) => cgroup.release(),
+            _ => {
+                cgroup.remove()?;
+                self.store.clear_state(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `berth kill`: a signal to the container's init.
+    pub fn kill(&self, name: &str, signal: i32) -> Result<(), Error> {
+        validate::name(name)?;
+        let _lock = self.store.lock(name)?;
+        let state = self
+            .running_state(name)?
+            .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        let init = open_pidfd(&state).ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        send(&init, signal)
+    }
+
+    /// `berth freeze` / `berth unfreeze`: the cgroup freezer (v1 freezer.state, v2
+    /// cgroup.freeze).
+    pub fn set_frozen(&self, name: &str, frozen: bool) -> Result<(), Error> {
+        validate::name(name)?;
+        let _lock = self.store.lock(name)?;
+        let state = self
+            .running_state(name)?
+            .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        let cgroup = Cgroup::adopt(&paths(&state));
+        let result = cgroup.set_frozen(frozen);
+        cgroup.release();
+        Ok(result?)
+    }
+
+    /// `berth delete`: removes a stopped container (a running one only with `force`, which
+    /// kills it first).
+    pub fn delete(&self, name: &str, force: bool) -> Result<(), Error> {
+        validate::name(name)?;
+        let _lock = self.store.lock(name)?;
+        if !self.store.exists(name) {
+            return Err(berth_store::StoreError::NoSuchContainer(name.to_string()).into());
+        }
+        if self.running_state(name)?.is_some() {
+            if !force {
+                return Err(Error::DeleteRunning(name.to_string()));
+            }
+            self.stop_locked(
+                name,
+                &StopOptions {
+                    timeout: Duration::ZERO,
+                    force: true,
+                },
+            )?;
+        }
+        self.store.remove_container(name)?;
+        Ok(())
+    }
+
+    /// `berth config set`: validates the new value and writes the config atomically.
+    pub fn config_set(&self, name: &str, key: &str, value: &str) -> Result<(), Error> {
+        let _lock = self.store.lock(name)?;
+        let config = self.config(name)?.with(key, value, host_cpus())?;
+        self.store.write_config(name, &config.to_toml()?)?;
+        Ok(())
+    }
+
+    /// `berth config edit` and `--config FILE`: replaces the whole config, if it validates.
+    pub fn config_replace(&self, name: &str, text: &str) -> Result<(), Error> {
+        let _lock = self.store.lock(name)?;
+        self.config(name)?;
+        let config = Config::parse(text, host_cpus())?;
+        self.store.write_config(name, &config.to_toml()?)?;
+        Ok(())
+    }
+
+    /// `berth exec`: a command in the running container. Returns its exit status.
+    pub fn exec(&self, name: &str, opts: ExecOptions) -> Result<i32, Error> {
+        let config = self.config(name)?;
+        let state = self
+            .running_state(name)?
+            .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        let (uid, gid) = opts.user.unwrap_or((0, None));
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), berth_runtime::exec::DEFAULT_PATH.into()),
+            (
+                "HOME".into(),
+                if uid == 0 { "/root".into() } else { "/".into() },
+            ),
+            (
+                "TERM".into(),
+                std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+            ),
+            ("container".into(), "berth".into()),
+        ];
+        for (k, v) in opts.env {
+            env.retain(|(ek, _)| *ek != k);
+            env.push((k, v));
+        }
+        let seccomp = berth_runtime::seccomp::load_or_compile(&self.store.root().join("cache"))
+            .map_err(|e| Error::Start {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let req = berth_runtime::attach::ExecRequest {
+            pid: state.pid,
+            pid_start: state.pid_start,
+            cgroup: paths(&state),
+            command: opts.command,
+            env: env
+                .into_iter()
+                .map(|(k, v)| OsString::from(format!("{k}={v}")))
+                .collect(),
+            cwd: opts.cwd.unwrap_or_else(|| "/".into()),
+            user: User {
+                uid,
+                gid: gid.unwrap_or(uid),
+                groups: vec![],
+            },
+            terminal: opts.terminal,
+            seccomp: Some(seccomp),
+            confine: true,
+        };
+        let _ = config;
+        Ok(berth_runtime::attach::exec(&req)?)
+    }
+}
+
+pub(crate) fn paths(state: &State) -> Vec<PathBuf> {
+    state.cgroup.iter().map(PathBuf::from).collect()
+}
+
+/// A pidfd of the container's init, if it is still the recorded process.
+pub(crate) fn open_pidfd(state: &State) -> Option<rustix::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(state.pid)?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    // Checked after opening: the pidfd then names the recorded process for good.
+    state.init_alive().then_some(fd)
+}
+
+fn send(pidfd: &rustix::fd::OwnedFd, signal: i32) -> Result<(), Error> {
+    let sig = rustix::process::Signal::from_named_raw(signal).ok_or(Error::Sys {
+        what: "unknown signal",
+        errno: rustix::io::Errno::INVAL,
+    })?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(|errno| Error::Sys {
+        what: "signal the container's init",
+        errno,
+    })
+}
+
+/// Waits until the process behind `pidfd` has exited, at most `timeout`.
+pub(crate) fn wait_exit(pidfd: &rustix::fd::OwnedFd, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}

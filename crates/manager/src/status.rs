@@ -1,0 +1,80 @@
+//! `berth list` and `berth info`: what each container is and does.
+
+use crate::Error;
+use crate::ops::{Manager, paths};
+use berth_cgroups::Cgroup;
+use serde::Serialize;
+
+/// running, stopped or frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Stopped,
+    Frozen,
+}
+
+/// One container, as `list --format json` and `info --format json` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub state: RunState,
+    pub pid: Option<i32>,
+    pub ipv4: Vec<String>,
+    pub image: Option<String>,
+    pub autostart: bool,
+    /// Unix time of the start, when running.
+    pub started_at: Option<u64>,
+    pub supervisor_pid: Option<i32>,
+    pub cgroup: Vec<String>,
+    pub memory_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+}
+
+impl Manager {
+    /// The container `name`.
+    pub fn info(&self, name: &str) -> Result<ContainerInfo, Error> {
+        let config = self.config(name)?;
+        let state = self.running_state(name)?;
+        let (run_state, memory, cpu) = match &state {
+            Some(s) => {
+                let cg = Cgroup::adopt(&paths(s));
+                let st = if cg.is_frozen() {
+                    RunState::Frozen
+                } else {
+                    RunState::Running
+                };
+                let m = cg.memory_bytes();
+                let c = cg.cpu_nanos().map(|n| n as f64 / 1e9);
+                cg.release();
+                (st, m, c)
+            }
+            None => (RunState::Stopped, None, None),
+        };
+        Ok(ContainerInfo {
+            name: name.to_string(),
+            state: run_state,
+            pid: state.as_ref().map(|s| s.pid),
+            ipv4: Vec::new(),
+            image: config
+                .rootfs
+                .image
+                .clone()
+                .or_else(|| config.rootfs.path.as_ref().map(|p| p.display().to_string())),
+            autostart: config.autostart.enabled,
+            started_at: state.as_ref().map(|s| s.started_at),
+            supervisor_pid: state
+                .as_ref()
+                .filter(|s| s.supervisor_alive())
+                .map(|s| s.supervisor_pid),
+            cgroup: state.as_ref().map(|s| s.cgroup.clone()).unwrap_or_default(),
+            memory_bytes: memory,
+            cpu_seconds: cpu,
+        })
+    }
+
+    /// Every container, by name.
+    pub fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
+        self.store.list()?.iter().map(|n| self.info(n)).collect()
+    }
+}

@@ -1,0 +1,214 @@
+//! The per-container supervisor ("berth: NAME"): started by `berth start`, it launches the
+//! container, records its state, keeps its console (into console.log, bounded) and, when the
+//! init exits, cleans up and exits too. The container does not depend on it: killing the
+//! supervisor leaves the container running and manageable.
+
+use crate::Error;
+use berth_runtime::Running;
+use berth_spec::Plan;
+use berth_store::Store;
+use berth_store::containers::Lock;
+use berth_store::state::{State, start_time};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use std::io::{Read, Write};
+
+/// console.log is rotated to console.log.1 beyond this size.
+const LOG_LIMIT: u64 = 1 << 20;
+
+/// Forks the supervisor and waits until it reports that the init runs (or why not).
+pub fn spawn(
+    store: &Store,
+    name: &str,
+    plan: &Plan,
+    host: &berth_runtime::Host,
+    stop_signal: i32,
+    lock: Lock,
+) -> Result<(), Error> {
+    let (report_r, report_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|errno| Error::Sys {
+            what: "create a pipe",
+            errno,
+        })?;
+    match berth_sys::clone::fork_checked().map_err(|errno| Error::Sys {
+        what: "fork the supervisor",
+        errno,
+    })? {
+        None => {
+            drop(report_r);
+            // The lock stays with the CLI, which releases it once we report.
+            drop(lock);
+            let code = match supervise(store, name, plan, host, stop_signal, report_w) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            berth_sys::clone::exit_now(code)
+        }
+        Some(_) => {
+            drop(report_w);
+            let mut text = String::new();
+            let _ = std::fs::File::from(report_r).read_to_string(&mut text);
+            match text.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if text.is_empty() => Err(Error::Start {
+                    name: name.to_string(),
+                    reason: "the supervisor exited before the container ran".into(),
+                }),
+                None => Err(Error::Start {
+                    name: name.to_string(),
+                    reason: text.trim_start_matches("err ").to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// The supervisor's life: launch, report, loop, clean up.
+fn supervise(
+    store: &Store,
+    name: &str,
+    plan: &Plan,
+    host: &berth_runtime::Host,
+    stop_signal: i32,
+    report: OwnedFd,
+) -> Result<(), Error> {
+    let _ = rustix::process::setsid();
+    let _ = berth_sys::proc::set_name(&format!("berth: {name}"));
+    detach_stdio();
+    let mask = berth_sys::signal::block(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP]).map_err(
+        |errno| Error::Sys {
+            what: "block signals",
+            errno,
+        },
+    )?;
+    let mut report = std::fs::File::from(report);
+    let running = match berth_runtime::launch(plan, host, &mask) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = report.write_all(format!("err {}", e.message).as_bytes());
+            return Err(e.into());
+        }
+    };
+    let me = std::process::id() as i32;
+    let state = State {
+        pid: running.pid,
+        pid_start: start_time(running.pid).unwrap_or(0),
+        supervisor_pid: me,
+        supervisor_start: start_time(me).unwrap_or(0),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        cgroup: running
+            .cgroup
+            .as_ref()
+            .map(|c| c.paths().iter().map(|p| p.display().to_string()).collect())
+            .unwrap_or_default(),
+        stop_signal,
+    };
+    if let Err(e) = store.write_state(name, &state) {
+        let _ = report.write_all(format!("err record the state: {e}").as_bytes());
+        return Err(e.into());
+    }
+    let _ = report.write_all(b"ok");
+    drop(report);
+    event_loop(store, name, &running);
+    finish(store, name, running);
+    Ok(())
+}
+
+/// Points stdin, stdout and stderr at /dev/null: the CLI's pipes must not stay open.
+fn detach_stdio() {
+    if let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+}
+
+/// Until the init exits: the console into console.log.
+fn event_loop(store: &Store, name: &str, running: &Running) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let log_path = store.container_dir(name).join("console.log");
+    let mut log = ConsoleLog::open(&log_path);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut fds = vec![PollFd::new(&running.pidfd, PollFlags::IN)];
+        if let Some(m) = &running.console {
+            fds.push(PollFd::new(m, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return,
+        }
+        let init_done = !fds[0].revents().is_empty();
+        let console_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
+        if console_ready && let Some(m) = &running.console {
+            match rustix::io::read(m, &mut buf) {
+                Ok(n) if n > 0 => log.append(&buf[..n]),
+                // EIO: no one holds the slave now (the init is exiting).
+                _ if !init_done => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ => {}
+            }
+        }
+        if init_done {
+            return;
+        }
+    }
+}
+
+/// The init has exited: reap it, remove its cgroup (killing what is left) and the state.
+fn finish(store: &Store, name: &str, running: Running) {
+    if let Some(pid) = rustix::process::Pid::from_raw(running.pid) {
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    }
+    if let Some(cg) = running.cgroup {
+        let _ = cg.remove();
+    }
+    let _ = store.clear_state(name);
+    let _ = running.console.as_ref().map(AsFd::as_fd);
+}
+
+/// console.log, rotated to console.log.1 when it grows past [`LOG_LIMIT`].
+struct ConsoleLog {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    size: u64,
+}
+
+impl ConsoleLog {
+    fn open(path: &std::path::Path) -> ConsoleLog {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok();
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        ConsoleLog {
+            path: path.to_path_buf(),
+            file,
+            size,
+        }
+    }
+
+    fn append(&mut self, data: &[u8]) {
+        if self.size + data.len() as u64 > LOG_LIMIT {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            *self = ConsoleLog::open(&self.path);
+        }
+        if let Some(f) = &mut self.file
+            && f.write_all(data).is_ok()
+        {
+            self.size += data.len() as u64;
+        }
+    }
+}
