@@ -73,9 +73,15 @@ fn real_main() -> u8 {
         .iter()
         .map(|a| a.to_str().map(str::to_string))
         .collect();
-    if let Some((level, args)) = utf8.as_deref().and_then(cmd::chroot::parse_fast) {
-        init_logging(&level);
-        return finish(cmd::chroot::main(args));
+    if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::chroot::parse_fast) {
+        let root = root
+            .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
+        if let Err(e) = init_logging(&level) {
+            eprintln!("berth: {e}");
+            return EXIT_BERTH_FAILED;
+        }
+        return finish(need_root().and_then(|()| cmd::chroot::main(&root, args)));
     }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -91,10 +97,14 @@ fn real_main() -> u8 {
             return code;
         }
     };
-    init_logging(&cli.log_level);
+    let runs = matches!(cli.command, Command::Run(_) | Command::Chroot(_));
+    if let Err(e) = init_logging(&cli.log_level) {
+        eprintln!("berth: {e}");
+        return if runs { EXIT_BERTH_FAILED } else { 1 };
+    }
     finish(match cli.command {
-        Command::Run(args) => cmd::run::main(&cli.root, args),
-        Command::Chroot(args) => cmd::chroot::main(args),
+        Command::Run(args) => need_root().and_then(|()| cmd::run::main(&cli.root, args)),
+        Command::Chroot(args) => need_root().and_then(|()| cmd::chroot::main(&cli.root, args)),
     })
 }
 
@@ -125,17 +135,30 @@ fn runs_a_command(argv: &[std::ffi::OsString]) -> bool {
     false
 }
 
+/// berth creates namespaces, cgroups and mounts: say so plainly rather than fail on the
+/// first of them.
+fn need_root() -> Result<(), Failure> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Failure::berth(anyhow::anyhow!(
+            "berth must run as root (it creates namespaces, cgroups and mounts)"
+        )))
+    }
+}
+
 /// A plain level filter: an `EnvFilter` compiles regular expressions, which costs more
 /// than the whole of `berth chroot`'s own work.
-fn init_logging(level: &str) {
-    let filter: tracing_subscriber::filter::LevelFilter = level
-        .parse()
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+fn init_logging(level: &str) -> Result<(), String> {
+    let filter: tracing_subscriber::filter::LevelFilter = level.parse().map_err(|_| {
+        format!("invalid --log-level {level:?}: use error, warn, info, debug or trace")
+    })?;
     tracing_subscriber::fmt()
         .with_max_level(filter)
         .with_writer(std::io::stderr)
         .without_time()
         .init();
+    Ok(())
 }
 
 /// An error with the exit status to report.
@@ -215,7 +238,7 @@ mod tests {
         ];
         for line in lines {
             let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
-            let (_, fast) = cmd::chroot::parse_fast(&argv).expect("fast path answers");
+            let (_, _, fast) = cmd::chroot::parse_fast(&argv).expect("fast path answers");
             let clap = Cli::try_parse_from(&argv).expect("clap parses");
             let Command::Chroot(slow) = clap.command else {
                 panic!("not chroot: {line:?}");

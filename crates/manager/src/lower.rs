@@ -86,6 +86,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         limits,
         cgroup: true,
         init_stub: false,
+        new_session: true,
         terminal: true,
         close_fds: true,
         confine: true,

@@ -100,8 +100,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
         let (parent_sock, child_sock) =
             sync::pair().map_err(|e| berth(format!("socketpair: {e}")))?;
         let cg = CgroupEntry::enter(&req.cgroup)?;
-        // SAFETY: the CLI is single-threaded, the precondition of clone3 with fork semantics.
-        let forked = unsafe { berth_sys::clone::clone3(0, cg.v2.as_ref().map(AsFd::as_fd)) };
+        let forked = berth_sys::clone::clone3_checked(0, cg.v2.as_ref().map(AsFd::as_fd));
         if !matches!(forked, Ok(Forked::Child)) {
             cg.leave()?;
         }
@@ -130,10 +129,10 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
             return Err(LaunchError { code, message });
         }
         let relay = terminal.map(|t| pty::Relay::new(t.master));
-        crate::relay::wait(helper, &helper_fd, &sigfd, relay)
+        crate::relay::wait(helper, &helper_fd, &sigfd, relay, !req.terminal)
             .map_err(|e| berth(format!("wait for the command: {e}")))
     })();
-    let _ = berth_sys::signal::restore(&saved_mask);
+    // The mask stays: the caller exits next, and a pending signal must not kill it first.
     result
 }
 

@@ -130,8 +130,14 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     if plan.net == NetMode::Loopback {
         berth_sys::net::loopback_up().map_err(step("bring up the loopback interface"))?;
     }
-    if let Some(slave) = ctx.pty_slave {
-        attach_terminal(slave)?;
+    match ctx.pty_slave {
+        Some(slave) => attach_terminal(slave)?,
+        // Out of the caller's session: a container must not reach the caller's terminal
+        // through /dev/tty (TIOCSTI would type into it).
+        None if plan.new_session => {
+            rustix::process::setsid().map_err(step("start a session"))?;
+        }
+        None => {}
     }
     if plan.close_fds {
         // No descriptor of the host may reach the command: mark everything above stderr
@@ -198,23 +204,10 @@ fn exec_failure(ctx: &ChildCtx<'_>, f: exec::ExecFailure) -> Failure {
 /// descriptor of that new root.
 fn build_root(ctx: &ChildCtx<'_>, rootfs_dir: BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
     use rustix::fs::{Mode, OFlags};
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
     let plan = ctx.plan;
     // The new mount API, so that no path is walked with container credentials: the host
     // directories above the rootfs may be closed to the container's root (mode 0700).
-    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(step("create the staging tmpfs"))?;
-    rustix::mount::fsconfig_set_string(&fs, "mode", "755")
-        .map_err(step("configure the staging tmpfs"))?;
-    rustix::mount::fsconfig_set_string(&fs, "size", "64k")
-        .map_err(step("configure the staging tmpfs"))?;
-    rustix::mount::fsconfig_create(&fs).map_err(step("create the staging tmpfs"))?;
-    let staging = rustix::mount::fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
-    )
-    .map_err(step("mount the staging tmpfs"))?;
+    let staging = new_tmpfs("755", Some("64k")).map_err(step("mount the staging tmpfs"))?;
     let both = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
     rustix::mount::move_mount(&staging, "", rootfs_dir, "", both)
         .map_err(step("attach the staging tmpfs"))?;
@@ -223,9 +216,16 @@ fn build_root(ctx: &ChildCtx<'_>, rootfs_dir: BorrowedFd<'_>) -> Result<OwnedFd,
     if plan.ephemeral {
         let lower = open_in(staging.as_fd(), "/lower", Create::Dir)
             .map_err(step("create the overlay lower dir"))?;
-        let upper = open_in(staging.as_fd(), "/upper", Create::Dir)
+        // The writable layer: a tmpfs of its own, as large as tmpfs allows by default (half
+        // of RAM), not the small staging one.
+        let rw_dir = open_in(staging.as_fd(), "/rw", Create::Dir)
+            .map_err(step("create the overlay's writable layer"))?;
+        let rw = new_tmpfs("755", None).map_err(step("create the overlay's writable layer"))?;
+        rustix::mount::move_mount(&rw, "", &rw_dir, "", both)
+            .map_err(step("attach the overlay's writable layer"))?;
+        let upper = open_in(rw.as_fd(), "/upper", Create::Dir)
             .map_err(step("create the overlay upper dir"))?;
-        let work = open_in(staging.as_fd(), "/work", Create::Dir)
+        let work = open_in(rw.as_fd(), "/work", Create::Dir)
             .map_err(step("create the overlay work dir"))?;
         rustix::mount::move_mount(ctx.rootfs, "", &lower, "", both)
             .map_err(step("attach the rootfs"))?;
@@ -287,6 +287,23 @@ fn attach_binds(root: BorrowedFd<'_>, ctx: &ChildCtx<'_>) -> Result<(), Failure>
         })?;
     }
     Ok(())
+}
+
+/// A detached tmpfs mount (nosuid, nodev), made with the new mount API so that no path is
+/// walked to make it.
+fn new_tmpfs(mode: &str, size: Option<&str>) -> Result<OwnedFd, Errno> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    rustix::mount::fsconfig_set_string(&fs, "mode", mode)?;
+    if let Some(size) = size {
+        rustix::mount::fsconfig_set_string(&fs, "size", size)?;
+    }
+    rustix::mount::fsconfig_create(&fs)?;
+    rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
 }
 
 /// pivot_root into the new root and detach the old one: afterwards nothing of the host's

@@ -76,7 +76,8 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
             .map_err(errno_ctx("create a signalfd"))?;
         let running = launch(plan, host, &saved_mask)?;
         let relay = running.console.map(pty::Relay::new);
-        let status = crate::relay::wait(running.pid, &running.pidfd, &sigfd, relay)
+        let shares_session = !plan.terminal && !plan.new_session;
+        let status = crate::relay::wait(running.pid, &running.pidfd, &sigfd, relay, shares_session)
             .map_err(errno_ctx("wait for the container"));
         if let Some(cg) = running.cgroup
             && let Err(e) = cg.remove()
@@ -85,7 +86,8 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
         }
         status
     })();
-    let _ = berth_sys::signal::restore(&saved_mask);
+    // The mask stays: the caller exits next, and a signal still pending (a SIGPIPE from the
+    // relay) must not kill it first.
     result
 }
 
@@ -106,12 +108,6 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     {
         let cg = Cgroup::create(layout, &cgroup_name(&plan.name))
             .map_err(|e| LaunchError::berth(format!("create the container's cgroup: {e}")))?;
-        cg.apply(&berth_cgroups::Limits {
-            memory: plan.limits.memory,
-            pids: plan.limits.pids,
-            cpus: plan.limits.cpus,
-        })
-        .map_err(|e| LaunchError::berth(format!("apply limits: {e}")))?;
         Some(cg)
     } else {
         None
@@ -150,14 +146,10 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         .map(Cgroup::enter_v1)
         .transpose()
         .map_err(|e| LaunchError::berth(format!("join the container's cgroup: {e}")))?;
-    // SAFETY: berth's CLI and supervisor are single-threaded (no runtime, no thread pools),
-    // the precondition of clone3 with fork semantics.
-    let forked = unsafe {
-        berth_sys::clone::clone3(
-            clone_flags(plan),
-            cgroup.as_ref().and_then(Cgroup::clone_fd),
-        )
-    };
+    let forked = berth_sys::clone::clone3_checked(
+        clone_flags(plan),
+        cgroup.as_ref().and_then(Cgroup::clone_fd),
+    );
     if !matches!(forked, Ok(Forked::Child))
         && let Some(stay) = stay
     {
@@ -186,7 +178,21 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_sock);
-    if let Err(e) = start_child(plan, pid, &rootfs, &binds, &parent_sock) {
+    // Limits only now that the launcher has stepped out of the cgroup: a small memory or
+    // pids limit must bind the container, never kill or block the launcher itself.
+    let limited = match &cgroup {
+        Some(cg) => cg
+            .apply(&berth_cgroups::Limits {
+                memory: plan.limits.memory,
+                pids: plan.limits.pids,
+                cpus: plan.limits.cpus,
+            })
+            .map_err(|e| LaunchError::berth(format!("apply limits: {e:#}"))),
+        None => Ok(()),
+    };
+    if let Err(e) =
+        limited.and_then(|()| start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock))
+    {
         let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
         let _ = rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
         return Err(e);
@@ -207,7 +213,7 @@ fn start_child(
     plan: &Plan,
     pid: i32,
     rootfs: &OwnedFd,
-    binds: &[OwnedFd],
+    terminal: Option<&pty::Pty>,
     sock: &OwnedFd,
 ) -> Result<(), LaunchError> {
     if let Some(map) = &plan.id_map {
@@ -224,12 +230,20 @@ fn start_child(
                 plan.rootfs.display()
             ))
         })?;
-        for (b, fd) in plan.binds.iter().zip(binds) {
-            // A filesystem without idmap support still works, with ids shown unmapped.
-            if let Err(e) = berth_sys::mount::idmap(fd, &userns, true) {
-                tracing::debug!(source = %b.source.display(), "bind not idmapped: {e}");
-            }
-        }
+        // Binds are not idmapped: host files keep their host owners (root's appear as
+        // nobody inside), so container root cannot create host-root-owned (setuid) files in
+        // a host directory.
+    }
+    if let (Some(map), Some(t)) = (&plan.id_map, terminal) {
+        // The terminal belongs to the container's root and tty group (gid 5), as a login
+        // terminal would: otherwise /dev/console is host root's, unwritable inside.
+        rustix::fs::fchown(
+            &t.slave,
+            Some(rustix::process::Uid::from_raw(map.host_uid)),
+            Some(rustix::process::Gid::from_raw(map.host_gid + 5)),
+        )
+        .and_then(|()| rustix::fs::fchmod(&t.slave, rustix::fs::Mode::from_raw_mode(0o620)))
+        .map_err(errno_ctx("give the terminal to the container's root"))?;
     }
     sync::send_go(sock).map_err(errno_ctx("start the container"))?;
     match sync::recv_report(sock).map_err(errno_ctx("read the container's start report"))? {

@@ -2,6 +2,8 @@
 //! privileges while the child waits; the child (container side) builds the filesystem from a
 //! table, pivots into it, drops privileges and execs. See DESIGN.md §3 for the sequence.
 
+#![forbid(unsafe_code)]
+
 pub mod attach;
 pub mod caps;
 mod child;

@@ -3,7 +3,7 @@
 //! LXC's `default_mounts[]`, the OCI runtime spec's default masked and read-only paths.
 
 use crate::resolve::{Create, fd_path, open_in};
-use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
@@ -407,12 +407,6 @@ pub fn make_private() -> Result<(), MountError> {
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
     .map_err(err("make private", "/"))
-}
-
-/// Binds `fd` (an O_PATH descriptor of a mount target) as readable in the container: a helper
-/// for `AsFd` callers.
-pub fn path_of(fd: impl AsFd) -> String {
-    fd_path(fd)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::launcher::LaunchError;
 use crate::resolve::open_as_container;
 use berth_spec::Plan;
 use rustix::fd::AsFd;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 /// Paths the mount table mounts on, checked for symlinks that leave the rootfs.
@@ -40,15 +40,9 @@ pub fn check(plan: &Plan) -> Result<(), LaunchError> {
         {
             continue;
         }
-        match rustix::fs::openat2(
-            root.as_fd(),
-            t.trim_start_matches('/'),
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Ok(_) | Err(Errno::NOENT) => {}
-            Err(Errno::XDEV) => {
+        match crate::resolve::leads_out(root.as_fd(), t) {
+            Ok(false) => {}
+            Ok(true) => {
                 return Err(bad(format!(
                     "root filesystem {}: {t} is a symlink that leads out of it; every path must resolve inside the rootfs",
                     plan.rootfs.display()
@@ -63,7 +57,19 @@ pub fn check(plan: &Plan) -> Result<(), LaunchError> {
             }
         }
     }
+    if plan.id_map.is_some() && !plan.ephemeral && !private_to_root(&plan.rootfs) {
+        return Err(bad(format!(
+            "root filesystem {} is reachable by every user of this host: a setuid program the container's root writes in it would be setuid-root on the host; make a directory above it private (chmod 700) or use --ephemeral",
+            plan.rootfs.display()
+        )));
+    }
     for b in &plan.binds {
+        if b.target == "/" {
+            return Err(bad(format!(
+                "bind {}:/ would hide the whole rootfs; bind to a directory inside it",
+                b.source.display()
+            )));
+        }
         if let Err(e) = std::fs::metadata(&b.source) {
             return Err(bad(format!(
                 "bind source {} does not exist or cannot be read: {e}",
@@ -86,4 +92,12 @@ pub fn check(plan: &Plan) -> Result<(), LaunchError> {
 
 fn describe(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e.raw_os_error()).to_string()
+}
+
+/// Whether some directory on the way to `path` (itself included) is root's and closed to
+/// everyone else, so that no other user of the host can reach what is inside.
+fn private_to_root(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .any(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o011 == 0))
 }

@@ -14,6 +14,7 @@ pub fn wait(
     pidfd: &OwnedFd,
     sigfd: &OwnedFd,
     relay: Option<Relay>,
+    shares_session: bool,
 ) -> Result<i32, Errno> {
     let mut stdin_open = relay.is_some();
     let stdin = rustix::stdio::stdin();
@@ -38,7 +39,7 @@ pub fn wait(
         drop(fds);
         if !ready[1].is_empty() {
             while let Some(sig) = berth_sys::signal::read_signal(sigfd)? {
-                on_signal(pidfd, sig, relay.as_ref());
+                on_signal(pidfd, sig, relay.as_ref(), shares_session);
             }
         }
         if let Some(r) = &relay {
@@ -49,6 +50,11 @@ pub fn wait(
             }
             if stdin_open && ready.get(3).is_some_and(|f| !f.is_empty()) {
                 stdin_open = copy(stdin, &r.master, &mut buf);
+                if !stdin_open {
+                    // End of our input: the terminal's end-of-file character, so that a
+                    // command reading the pty sees it too.
+                    write_all(&r.master, b"\x04");
+                }
             }
         }
         if !ready[0].is_empty() {
@@ -80,7 +86,14 @@ fn exit_code(status: rustix::process::WaitStatus) -> i32 {
         .unwrap_or(125)
 }
 
-fn on_signal(pidfd: &OwnedFd, sig: berth_sys::signal::Received, relay: Option<&Relay>) {
+/// Passes a signal on to the container. `shares_session`: the container is in our session
+/// and process group (chroot without a pty), so a terminal's ^C already reached it.
+fn on_signal(
+    pidfd: &OwnedFd,
+    sig: berth_sys::signal::Received,
+    relay: Option<&Relay>,
+    shares_session: bool,
+) {
     match sig.signo {
         libc::SIGCHLD => {}
         libc::SIGWINCH => {
@@ -88,9 +101,10 @@ fn on_signal(pidfd: &OwnedFd, sig: berth_sys::signal::Received, relay: Option<&R
                 sync_winsize(&r.master);
             }
         }
-        // A terminal's ^C or ^\ already reached the container, which shares our process
-        // group when there is no pty; forwarding it would deliver it twice.
-        _ if sig.from_kernel() => {}
+        // A terminal's ^C or ^\ already reached a container in our process group;
+        // forwarding it would deliver it twice. Otherwise (its own session, a pty) the
+        // kernel's signals, a hangup included, must be passed on.
+        _ if sig.from_kernel() && shares_session => {}
         signo => {
             if let Some(s) = Signal::from_named_raw(signo) {
                 let _ = rustix::process::pidfd_send_signal(pidfd, s);

@@ -1,8 +1,9 @@
 //! Resolving paths inside a root filesystem without ever leaving it. Every target the child
-//! mounts on is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` from a
-//! descriptor of the root, so a hostile rootfs whose `/proc` is a symlink to `/etc` (or to
-//! `../../..`) cannot make berth mount over the host's files: the kernel refuses the path with
-//! EXDEV instead, and berth reports it.
+//! mounts on is opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` from a
+//! descriptor of the root: symlinks resolve as they would for a process chrooted there (an
+//! absolute one from the rootfs's top, `..` stopping at it), so a hostile rootfs whose `/proc`
+//! points at `/etc` or `../../..` cannot make berth mount over the host's files. Before
+//! anything is created, [`leads_out`] refuses paths whose relative symlinks climb out.
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -16,7 +17,7 @@ pub enum Create {
     File,
 }
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 /// Opens `path` (absolute inside the root, e.g. "/dev/pts") as an O_PATH descriptor,
 /// creating it (and missing parent directories) as `create` says.
@@ -106,13 +107,81 @@ fn make(dir: &OwnedFd, name: &str, create: Create) -> Result<(), Errno> {
     }
 }
 
-/// Whether `path` exists inside the root (without leaving it).
-pub fn exists_in(root: BorrowedFd<'_>, path: &str) -> Result<bool, Errno> {
-    match open_in(root, path, Create::Nothing) {
-        Ok(_) => Ok(true),
-        Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(e),
+/// Whether `path`, followed through its symlinks inside the root, climbs above the root
+/// with `..` (absolute symlinks count from the root, as in a chroot). Only a check: the
+/// mounts themselves resolve with RESOLVE_IN_ROOT whatever happens meanwhile.
+pub fn leads_out(root: BorrowedFd<'_>, path: &str) -> Result<bool, Errno> {
+    let mut resolved: Vec<String> = Vec::new();
+    let mut pending: std::collections::VecDeque<String> =
+        path.split('/').map(str::to_string).collect();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if resolved.pop().is_none() {
+                    return Ok(true);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let here = if resolved.is_empty() {
+            c.clone()
+        } else {
+            format!("{}/{c}", resolved.join("/"))
+        };
+        match rustix::fs::readlinkat(root, here.as_str(), Vec::new()) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::LOOP);
+                }
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                for t in target.split('/').rev() {
+                    pending.push_front(t.to_string());
+                }
+            }
+            // Not a symlink, or not there (the rest will be created inside).
+            Err(Errno::INVAL | Errno::NOENT | Errno::NOTDIR) => resolved.push(c),
+            Err(e) => return Err(e),
+        }
     }
+    Ok(false)
+}
+
+/// Reads a small regular file inside the root as the container would see it (symlinks
+/// resolved inside), or None when it is missing, not a regular file (a FIFO would block
+/// forever) or larger than `max` bytes.
+pub fn read_in_root(rootfs: &std::path::Path, path: &str, max: u64) -> Option<String> {
+    use std::io::Read;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let fd = rustix::fs::openat2(
+        &root,
+        path.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() || st.st_size as u64 > max {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(max)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// The `/proc/self/fd/N` path naming an open descriptor, for syscalls that take paths.

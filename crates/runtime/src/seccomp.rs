@@ -71,6 +71,13 @@ const MNT_FORCE: u64 = 1;
 
 const ARCHES: &[ScmpArch] = &[ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32];
 
+/// TIOCSTI and TIOCLINUX (asm-generic/ioctls.h).
+const TERMINAL_IOCTLS: &[u64] = &[0x5412, 0x541C];
+
+/// Bumped whenever `compile` changes in a way the tables above do not show, so that a
+/// cached program from an older berth is not reused.
+const PROFILE_VERSION: u32 = 2;
+
 /// Errors of compiling the profile.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -96,9 +103,25 @@ pub fn compile() -> Result<Vec<u8>, SeccompError> {
     let eperm = ScmpAction::Errno(libc_eperm());
     for (name, _) in DENY {
         // A name unknown to this libseccomp (or absent on an ABI) is skipped, not fatal.
-        if let Ok(sc) = ScmpSyscall::from_name(name) {
-            let _ = ctx.add_rule(eperm, sc);
+        if let Ok(sc) = ScmpSyscall::from_name(name)
+            && let Err(e) = ctx.add_rule(eperm, sc)
+        {
+            tracing::debug!(syscall = name, "not in the seccomp profile: {e}");
         }
+    }
+    // ioctl(fd, TIOCSTI / TIOCLINUX, ...) types into a terminal, which may be the caller's
+    // (as bubblewrap denies them). The command is a 32-bit value: compare only those bits.
+    let ioctl = ScmpSyscall::from_name("ioctl")?;
+    for cmd in TERMINAL_IOCTLS {
+        ctx.add_rule_conditional(
+            eperm,
+            ioctl,
+            &[ScmpArgCompare::new(
+                1,
+                ScmpCompareOp::MaskedEqual(0xffff_ffff),
+                *cmd,
+            )],
+        )?;
     }
     let umount2 = ScmpSyscall::from_name("umount2")?;
     ctx.add_rule_conditional(
@@ -129,6 +152,9 @@ fn profile_hash() -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     DENY.hash(&mut h);
     MNT_FORCE.hash(&mut h);
+    TERMINAL_IOCTLS.hash(&mut h);
+    PROFILE_VERSION.hash(&mut h);
+    format!("{ARCHES:?}").hash(&mut h);
     if let Ok(v) = libseccomp::ScmpVersion::current() {
         (v.major, v.minor, v.micro).hash(&mut h);
     }

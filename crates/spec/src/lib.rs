@@ -20,7 +20,9 @@ pub use units::{parse_cpus, parse_size};
 pub enum SpecError {
     #[error("invalid size {0:?}: use a number with an optional unit, e.g. 512MiB, 1G or 1048576")]
     Size(String),
-    #[error("invalid cpu count {0:?}: use a positive number such as 1 or 1.5")]
+    #[error(
+        "invalid cpu count {0:?}: use a number from 0.01 to the host's number of cpus, such as 1 or 1.5"
+    )]
     Cpus(String),
     #[error("invalid pids limit {0:?}: use a positive whole number")]
     Pids(String),

@@ -88,6 +88,9 @@ pub struct Plan {
     /// Run the command under berth's minimal init (run, chroot) rather than as PID 1
     /// itself (a system container's own init).
     pub init_stub: bool,
+    /// Start the container in a session of its own, away from the caller's terminal (run);
+    /// chroot keeps the caller's session and terminal, as chroot(8) does.
+    pub new_session: bool,
     /// Give the command a pty (the launcher relays it to its own terminal).
     pub terminal: bool,
     /// Mark every inherited descriptor above stderr close-on-exec (run); chroot passes them

@@ -27,7 +27,7 @@ pub fn parse_cpus(text: &str, host_cpus: usize) -> Result<f64, SpecError> {
     }
     if v > host_cpus as f64 {
         return Err(SpecError::Cpus(format!(
-            "{text} (this host has {host_cpus} cpus)"
+            "{text}, more than this host's {host_cpus}"
         )));
     }
     Ok(v)

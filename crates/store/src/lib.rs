@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Errors of the store; each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -70,6 +70,10 @@ impl World {
             .prefix("berth-e2e-")
             .tempdir_in(base)
             .expect("tempdir");
+        // Private, as berth requires of an unprivileged container's rootfs (a setuid file
+        // that container root writes in it is setuid-root on disk).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod 700 the test directory");
         let state = dir.path().join("state");
         let rootfs = dir.path().join("rootfs");
         make_rootfs(&rootfs);

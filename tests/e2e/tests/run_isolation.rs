@@ -368,6 +368,10 @@ fn a_bind_mount_shares_a_host_directory() {
     let w = World::new();
     let shared = w.dir.path().join("shared");
     std::fs::create_dir(&shared).expect("mkdir shared");
+    // Host root's directory is "nobody"'s inside: let every user write, as one would to share
+    // a directory with an unprivileged container.
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod 777");
     std::fs::write(shared.join("from-host"), "written on the host\n").expect("write");
     let bind = format!("{}:/data", shared.display());
     let out = run_ok(
@@ -382,8 +386,17 @@ fn a_bind_mount_shares_a_host_directory() {
     assert_eq!(out, "written on the host\n");
     let back = std::fs::read_to_string(shared.join("from-container")).expect("read back");
     assert_eq!(back, "written inside\n");
-    // Container root's file is host root's, as on the rootfs.
-    assert_eq!(owner_on_disk(&shared.join("from-container")), (0, 0));
+    // A bind is not idmapped: container root writes as its own host id, never as host root
+    // (otherwise it could leave setuid-root programs in a host directory).
+    let (uid, gid) = owner_on_disk(&shared.join("from-container"));
+    assert_ne!(uid, 0);
+    assert_eq!(
+        (u64::from(uid), u64::from(gid)),
+        (
+            root_subid_start("/etc/subuid"),
+            root_subid_start("/etc/subgid")
+        )
+    );
 }
 
 #[test]

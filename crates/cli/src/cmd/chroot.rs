@@ -38,18 +38,17 @@ pub struct ChrootArgs {
 /// `berth chroot` may add to a plain chroot. Anything unusual (help, version, an unknown or
 /// incomplete option) returns None, and clap then parses the line and explains the error.
 /// Returns the log level and the arguments.
-pub fn parse_fast(argv: &[String]) -> Option<(String, ChrootArgs)> {
+pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, ChrootArgs)> {
     let mut log_level = "warn".to_string();
+    let mut root = None;
     let mut it = argv.iter().skip(1).peekable();
     loop {
         let a = it.next()?;
         match a.as_str() {
             "chroot" => break,
-            "--root" => {
-                it.next()?;
-            }
+            "--root" => root = Some(PathBuf::from(it.next()?)),
             "--log-level" => log_level = it.next()?.clone(),
-            _ if a.starts_with("--root=") => {}
+            _ if a.starts_with("--root=") => root = Some(PathBuf::from(&a["--root=".len()..])),
             _ if a.starts_with("--log-level=") => log_level = a["--log-level=".len()..].to_string(),
             _ => return None,
         }
@@ -87,14 +86,13 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, ChrootArgs)> {
         }
     }
     args.command = it.cloned().collect();
-    Some((log_level, args))
+    Some((log_level, root, args))
 }
 
-pub fn main(args: ChrootArgs) -> Result<u8, Failure> {
+pub fn main(state_root: &Path, args: ChrootArgs) -> Result<u8, Failure> {
     let plan = plan(args).map_err(Failure::berth)?;
-    // chroot has no state directory; the seccomp cache lives in berth's default one.
-    let host =
-        super::host::runtime_host(Path::new("/var/lib/berth"), None).map_err(Failure::berth)?;
+    // The state root holds only the seccomp cache for chroot.
+    let host = super::host::runtime_host(state_root, None).map_err(Failure::berth)?;
     let status = berth_runtime::run(&plan, &host)?;
     Ok(u8::try_from(status).unwrap_or(255))
 }
@@ -160,6 +158,7 @@ fn plan(a: ChrootArgs) -> anyhow::Result<Plan> {
         cgroup: false,
         terminal: false,
         init_stub: true,
+        new_session: false,
         close_fds: false,
         confine: true,
     })
@@ -175,10 +174,11 @@ fn join_env(k: OsString, v: OsString) -> OsString {
 /// Resolves --userspec and --groups inside NEWROOT, as chroot(8) does: a user given by name
 /// without --groups gets that user's groups from NEWROOT's /etc/group.
 fn credentials(root: &Path, userspec: Option<&str>, groups: Option<&str>) -> anyhow::Result<User> {
-    let users =
-        passwd::parse_passwd(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
-    let grps =
-        passwd::parse_group(&std::fs::read_to_string(root.join("etc/group")).unwrap_or_default());
+    // Read as the command will see them: symlinks resolved inside NEWROOT, small regular
+    // files only (a FIFO would block berth forever).
+    let read = |p| berth_runtime::resolve::read_in_root(root, p, 1 << 20).unwrap_or_default();
+    let users = passwd::parse_passwd(&read("/etc/passwd"));
+    let grps = passwd::parse_group(&read("/etc/group"));
     let current = rustix::process::getgroups()
         .map(|g| g.iter().map(|g| g.as_raw()).collect())
         .unwrap_or_default();

@@ -60,6 +60,10 @@ pub struct RunArgs {
     cpus: Option<String>,
 }
 
+/// The smallest memory limit accepted: below it even the container's first process cannot
+/// start.
+const MIN_MEMORY: u64 = 4 << 20;
+
 /// The cgroup controllers a `run` container joins: those its limits and accounting use. The
 /// other v1 hierarchies (devices, freezer, name=systemd, ...) serve system containers.
 const RUN_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
@@ -110,6 +114,28 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         validate::hostname(h)?;
     }
     let user_spec = a.user.as_deref().map(validate::user).transpose()?;
+    if let Some((uid, gid)) = user_spec
+        && !a.privileged
+    {
+        let limit = berth_store::subid::CONTAINER_IDS;
+        if uid >= limit || gid.is_some_and(|g| g >= limit) {
+            return Err(anyhow!(
+                "--user {}: the container's ids are 0 to {} (or use --privileged)",
+                a.user.as_deref().unwrap_or(""),
+                limit - 1
+            ));
+        }
+    }
+    if limits.memory.is_some_and(|m| m < MIN_MEMORY) {
+        return Err(anyhow!(
+            "--memory must be at least 4MiB: a container's processes need some memory to start"
+        ));
+    }
+    if limits.pids.is_some_and(|p| p < 2) {
+        return Err(anyhow!(
+            "--pids must be at least 2: berth's init and the command are both processes of the container"
+        ));
+    }
     let name = match &a.name {
         Some(n) => validate::name(n)?.to_string(),
         None => format!("run-{}", std::process::id()),
@@ -144,7 +170,9 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
             .unwrap_or_else(|_| "berth".into()),
     };
 
-    let passwd_text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    // Read as the container sees it: symlinks resolved inside, only a small regular file.
+    let passwd_text =
+        berth_runtime::resolve::read_in_root(&rootfs, "/etc/passwd", 1 << 20).unwrap_or_default();
     let entries = passwd::parse_passwd(&passwd_text);
     let user = match user_spec {
         None => User {
@@ -201,12 +229,17 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
     } else {
         a.command
     };
-    let terminal = a.tty || rustix::termios::isatty(rustix::stdio::stdin());
+    // A pty only for an interactive use (both ends on a terminal), or when asked: with
+    // output redirected, stdout and stderr must stay apart and unchanged.
+    let terminal = a.tty
+        || (rustix::termios::isatty(rustix::stdio::stdin())
+            && rustix::termios::isatty(rustix::stdio::stdout()));
     let plan = Plan {
         name,
         rootfs,
         rootfs_recursive: false,
-        ephemeral: a.ephemeral,
+        // An image is a template: a run never changes it.
+        ephemeral: a.ephemeral || !is_path,
         command,
         command_is_default,
         env: env
@@ -229,6 +262,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         cgroup: true,
         terminal,
         init_stub: true,
+        new_session: true,
         close_fds: true,
         confine: true,
     };
