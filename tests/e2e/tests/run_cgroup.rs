@@ -5,7 +5,7 @@
 use berth_e2e::{World, cgroups_of, root_or_skip, text, unique};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Whether the host has the v1 hierarchies these tests look at.
 fn v1_or_skip() -> bool {
@@ -42,7 +42,11 @@ struct Background(Child);
 impl Drop for Background {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
+            // SIGTERM, not SIGKILL: berth then ends the container and removes its cgroup.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.0.id().to_string())
+                .status();
             let _ = self.0.wait();
         }
     }

@@ -17,7 +17,8 @@ const USAGE: &str = "usage: berth-probe report
        berth-probe write PATH TEXT
        berth-probe stat PATH
        berth-probe cat PATH
-       berth-probe winsize";
+       berth-probe winsize
+       berth-probe tiocsti";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +39,11 @@ fn main() -> ExitCode {
         ["stat", path] => commands::stat(path),
         ["cat", path] => commands::cat(path),
         ["winsize"] => commands::winsize(),
+        ["tiocsti"] => {
+            // On stdin, whatever it is: with the ioctl filtered, EPERM whatever the fd.
+            println!("{}", serde_json::json!({"errno": syscalls::tiocsti(0)}));
+            ExitCode::SUCCESS
+        }
         _ => usage(),
     }
 }

@@ -83,6 +83,18 @@ pub fn winsize(fd: i32) -> io::Result<(u16, u16)> {
 }
 
 /// (soft, hard) RLIMIT_NOFILE.
+/// TIOCSTI with a harmless byte (a newline) on `fd`: the errno (0 if it went through).
+/// Only ever aimed at a terminal the test itself owns, or at none.
+pub fn tiocsti(fd: i32) -> i32 {
+    let byte: libc::c_char = b'\n' as libc::c_char;
+    // SAFETY: TIOCSTI reads one byte from the pointer given, which points at `byte`.
+    if unsafe { libc::ioctl(fd, libc::TIOCSTI, &byte) } == 0 {
+        0
+    } else {
+        io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
 pub fn rlimit_nofile() -> io::Result<(u64, u64)> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
