@@ -140,7 +140,10 @@ trap 'exit 129' HUP
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
 chmod 755 "$TMP"
-ROOTFS=$TMP/rootfs
+# The rootfs sits in a directory closed to other users, as berth requires of an
+# unprivileged container's rootfs (every anchor runs as root, so none is hindered).
+mkdir -m 700 "$TMP/private"
+ROOTFS=$TMP/private/rootfs
 STATE=$TMP/berth-state
 JSON=$TMP/hyperfine.json
 

@@ -73,6 +73,16 @@ fn real_main() -> u8 {
         .iter()
         .map(|a| a.to_str().map(str::to_string))
         .collect();
+    if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::run::parse_fast) {
+        let root = root
+            .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
+        if let Err(e) = init_logging(&level) {
+            eprintln!("berth: {e}");
+            return EXIT_BERTH_FAILED;
+        }
+        return finish(need_root().and_then(|()| cmd::run::main(&root, args)));
+    }
     if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::chroot::parse_fast) {
         let root = root
             .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
@@ -244,6 +254,86 @@ mod tests {
                 panic!("not chroot: {line:?}");
             };
             assert_eq!(fast, slow, "{line:?}");
+        }
+    }
+
+    /// The hand-written run parser agrees with clap wherever it answers.
+    #[test]
+    fn fast_run_parser_agrees_with_clap() {
+        let lines: &[&[&str]] = &[
+            &["berth", "run", "busybox"],
+            &["berth", "run", "busybox", "echo", "hi"],
+            &["berth", "run", "busybox", "--", "sh", "-c", "exit 3"],
+            &[
+                "berth",
+                "--root",
+                "/x",
+                "run",
+                "--name",
+                "n1",
+                "--privileged",
+                "--net",
+                "host",
+                "/r",
+                "--",
+                "true",
+            ],
+            &[
+                "berth",
+                "run",
+                "--bind",
+                "/a:/b:ro",
+                "--bind=/c:/d",
+                "--ephemeral",
+                "-u",
+                "1:2",
+                "-w",
+                "/tmp",
+                "-e",
+                "A=1",
+                "--env=B=2",
+                "--hostname",
+                "h",
+                "-t",
+                "--memory",
+                "1G",
+                "--pids=5",
+                "--cpus",
+                "0.5",
+                "busybox",
+                "--",
+                "id",
+                "-u",
+            ],
+            &[
+                "berth",
+                "--log-level=debug",
+                "run",
+                "--net=none",
+                "busybox",
+                "--",
+                "--weird-command",
+            ],
+        ];
+        for line in lines {
+            let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
+            let (_, _, fast) = cmd::run::parse_fast(&argv).expect("fast path answers");
+            let clap = Cli::try_parse_from(&argv).expect("clap parses");
+            let Command::Run(slow) = clap.command else {
+                panic!("not run: {line:?}");
+            };
+            assert_eq!(fast, slow, "{line:?}");
+        }
+        for line in [
+            &["berth", "run"][..],
+            &["berth", "run", "--help"],
+            &["berth", "run", "--bogus", "busybox"],
+            &["berth", "run", "--net", "bridge", "busybox"],
+            &["berth", "run", "busybox", "--ephemeral"],
+            &["berth", "run", "-te", "A=1", "busybox"],
+        ] {
+            let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
+            assert!(cmd::run::parse_fast(&argv).is_none(), "{line:?}");
         }
     }
 

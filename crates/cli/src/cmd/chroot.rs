@@ -39,20 +39,8 @@ pub struct ChrootArgs {
 /// incomplete option) returns None, and clap then parses the line and explains the error.
 /// Returns the log level and the arguments.
 pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, ChrootArgs)> {
-    let mut log_level = "warn".to_string();
-    let mut root = None;
-    let mut it = argv.iter().skip(1).peekable();
-    loop {
-        let a = it.next()?;
-        match a.as_str() {
-            "chroot" => break,
-            "--root" => root = Some(PathBuf::from(it.next()?)),
-            "--log-level" => log_level = it.next()?.clone(),
-            _ if a.starts_with("--root=") => root = Some(PathBuf::from(&a["--root=".len()..])),
-            _ if a.starts_with("--log-level=") => log_level = a["--log-level=".len()..].to_string(),
-            _ => return None,
-        }
-    }
+    let (log_level, root, rest) = super::global_prefix(argv, "chroot")?;
+    let mut it = rest.iter();
     let mut args = ChrootArgs {
         userspec: None,
         groups: None,

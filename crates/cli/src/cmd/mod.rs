@@ -3,3 +3,35 @@
 pub mod chroot;
 mod host;
 pub mod run;
+
+use std::path::PathBuf;
+
+/// The global options before the subcommand `name` (`--root DIR`, `--log-level L`), for the
+/// hand-written parsers of the hot commands: the log level, the root if given, and the
+/// arguments after the subcommand. None when the line is anything else.
+fn global_prefix<'a>(
+    argv: &'a [String],
+    name: &str,
+) -> Option<(String, Option<PathBuf>, &'a [String])> {
+    let mut level = "warn".to_string();
+    let mut root = None;
+    let mut i = 1;
+    loop {
+        let a = argv.get(i)?;
+        i += 1;
+        match a.as_str() {
+            n if n == name => return Some((level, root, &argv[i..])),
+            "--root" => {
+                root = Some(PathBuf::from(argv.get(i)?));
+                i += 1;
+            }
+            "--log-level" => {
+                level = argv.get(i)?.clone();
+                i += 1;
+            }
+            _ if a.starts_with("--root=") => root = Some(PathBuf::from(&a["--root=".len()..])),
+            _ if a.starts_with("--log-level=") => level = a["--log-level=".len()..].to_string(),
+            _ => return None,
+        }
+    }
+}
