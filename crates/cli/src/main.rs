@@ -43,6 +43,34 @@ struct Cli {
 enum Command {
     Run(cmd::run::RunArgs),
     Chroot(cmd::chroot::ChrootArgs),
+    /// Create a system container (stopped).
+    Create(cmd::system::CreateArgs),
+    /// Create a system container and start it.
+    Launch(cmd::system::CreateArgs),
+    /// Boot a container's init under a supervisor.
+    Start(cmd::system::NameArg),
+    /// Shut a container down cleanly (then kill what is left after the timeout).
+    Stop(cmd::system::StopArgs),
+    /// Stop, then start.
+    Restart(cmd::system::StopArgs),
+    /// Send a signal to a container's init.
+    Kill(cmd::system::KillArgs),
+    /// Freeze every process of a container.
+    Freeze(cmd::system::NameArg),
+    /// Thaw a frozen container.
+    Unfreeze(cmd::system::NameArg),
+    /// Delete a container.
+    Delete(cmd::system::DeleteArgs),
+    /// List the containers.
+    List(cmd::system::ListArgs),
+    /// Show one container.
+    Info(cmd::system::InfoArgs),
+    /// Run a command in a running container.
+    Exec(cmd::system::ExecArgs),
+    /// Print a container's console log.
+    Logs(cmd::system::LogsArgs),
+    /// Show or change a container's settings.
+    Config(cmd::system::ConfigArgs),
 }
 
 /// The C entry point, instead of Rust's `fn main`.
@@ -98,23 +126,48 @@ fn real_main() -> u8 {
         Err(e) => {
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                // run and chroot report their own failures as 125, never as a status the
-                // command itself could have returned.
+                // run, chroot and exec report their own failures as 125, never as a status
+                // the command itself could have returned.
                 _ if runs_a_command(&argv) => EXIT_BERTH_FAILED,
-                _ => 2,
+                _ => 1,
             };
             let _ = e.print();
             return code;
         }
     };
-    let runs = matches!(cli.command, Command::Run(_) | Command::Chroot(_));
+    let runs = matches!(
+        cli.command,
+        Command::Run(_) | Command::Chroot(_) | Command::Exec(_)
+    );
     if let Err(e) = init_logging(&cli.log_level) {
         eprintln!("berth: {e}");
         return if runs { EXIT_BERTH_FAILED } else { 1 };
     }
+    if let Err(e) = need_root() {
+        return finish(Err(Failure {
+            code: if runs { EXIT_BERTH_FAILED } else { 1 },
+            error: e.error,
+        }));
+    }
+    let root = cli.root.as_path();
+    use cmd::system as sys;
     finish(match cli.command {
-        Command::Run(args) => need_root().and_then(|()| cmd::run::main(&cli.root, args)),
-        Command::Chroot(args) => need_root().and_then(|()| cmd::chroot::main(&cli.root, args)),
+        Command::Run(args) => cmd::run::main(root, args),
+        Command::Chroot(args) => cmd::chroot::main(root, args),
+        Command::Create(a) => sys::create(root, a),
+        Command::Launch(a) => sys::launch(root, a),
+        Command::Start(a) => sys::start(root, a),
+        Command::Stop(a) => sys::stop(root, a),
+        Command::Restart(a) => sys::restart(root, a),
+        Command::Kill(a) => sys::kill(root, a),
+        Command::Freeze(a) => sys::freeze(root, a, true),
+        Command::Unfreeze(a) => sys::freeze(root, a, false),
+        Command::Delete(a) => sys::delete(root, a),
+        Command::List(a) => sys::list(root, a),
+        Command::Info(a) => sys::info(root, a),
+        Command::Exec(a) => sys::exec(root, a),
+        Command::Logs(a) => sys::logs(root, a),
+        Command::Config(a) => sys::config(root, a),
     })
 }
 
@@ -139,7 +192,7 @@ fn runs_a_command(argv: &[std::ffi::OsString]) -> bool {
                 args.next();
             }
             a if a.starts_with('-') => {}
-            a => return a == "run" || a == "chroot",
+            a => return a == "run" || a == "chroot" || a == "exec",
         }
     }
     false

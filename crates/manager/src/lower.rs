@@ -7,7 +7,16 @@ use berth_store::Store;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The root filesystem directory of a container.
+/// The root filesystem of container `name`: its own copy of its image, or its path.
+pub fn container_rootfs(store: &Store, name: &str, config: &Config) -> Result<PathBuf, Error> {
+    let own = store.container_dir(name).join("rootfs");
+    if config.rootfs.image.is_some() && own.is_dir() {
+        return Ok(own);
+    }
+    rootfs(store, config)
+}
+
+/// The root filesystem directory a config names (an image's, or a path).
 pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
     match (&config.rootfs.image, &config.rootfs.path) {
         (Some(image), _) => Ok(store.image_rootfs(image)?),
@@ -20,7 +29,7 @@ pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
 
 /// The Plan that starts container `name`.
 pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
-    let rootfs = rootfs(store, config)?;
+    let rootfs = container_rootfs(store, name, config)?;
     let limits = Limits {
         memory: config
             .limits

@@ -110,8 +110,17 @@ impl Manager {
         }
         config.validate(host_cpus())?;
         // Build (or find) the image now, so that a bad image name fails here.
-        lower::rootfs(&self.store, &config)?;
-        self.store.create_container(name, &config.to_toml()?)?;
+        let source_rootfs = lower::rootfs(&self.store, &config)?;
+        let copy_image = config.rootfs.image.is_some();
+        self.store
+            .create_container_with(name, &config.to_toml()?, |dir| {
+                // The container's own copy of the image (copy-on-write instances come with the
+                // images issue); a path rootfs is used in place.
+                if copy_image {
+                    berth_store::copy::copy_tree(&source_rootfs, &dir.join("rootfs"))?;
+                }
+                Ok(())
+            })?;
         Ok(())
     }
 

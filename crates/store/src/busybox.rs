@@ -38,6 +38,12 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"),
     ("etc/hostname", "busybox\n"),
+    // busybox init as a container's PID 1: a shell on the console (berth console), no
+    // gettys on ttys a container does not have; SIGUSR2 (berth stop) powers off.
+    (
+        "etc/inittab",
+        "::sysinit:/bin/mkdir -p /run/lock\n::respawn:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n::shutdown:/bin/sync\n",
+    ),
     (
         "etc/os-release",
         "NAME=\"BusyBox\"\nID=busybox\nPRETTY_NAME=\"BusyBox (berth built-in image)\"\n",

@@ -58,6 +58,17 @@ impl Store {
     /// Creates container `name` with `config` text, atomically: the directory is built
     /// under a hidden temporary name and renamed into place.
     pub fn create_container(&self, name: &str, config: &str) -> Result<PathBuf, StoreError> {
+        self.create_container_with(name, config, |_| Ok(()))
+    }
+
+    /// As [`Store::create_container`], with `populate` called on the directory (still under
+    /// its temporary name) to add files, such as a copy of the rootfs, before it appears.
+    pub fn create_container_with(
+        &self,
+        name: &str,
+        config: &str,
+        populate: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<PathBuf, StoreError> {
         let dir = self.containers_dir();
         atomic::create_dir_all_mode(&dir, 0o711)?;
         let final_dir = self.container_dir(name);
@@ -69,9 +80,12 @@ impl Store {
             .tempdir_in(&dir)
             .map_err(StoreError::io("create a directory in", &dir))?;
         atomic::write(&tmp.path().join("config.toml"), config.as_bytes(), 0o644)?;
+        populate(tmp.path())?;
+        // Closed to other users: an unprivileged container's root writes files owned by the
+        // host's root (idmapped), setuid ones included, into rootfs/ below.
         std::fs::set_permissions(
             tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .map_err(StoreError::io("chmod", tmp.path()))?;
         // rename(2) of a directory onto an existing non-empty one fails: a racing create of

@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod busybox;
 pub mod containers;
+pub mod copy;
 pub mod state;
 pub mod subid;
 

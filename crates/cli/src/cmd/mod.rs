@@ -3,6 +3,7 @@
 pub mod chroot;
 mod host;
 pub mod run;
+pub mod system;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,387 @@
+//! The commands on system containers: create, launch, start, stop, restart, kill, freeze,
+//! unfreeze, delete, list, info, exec, logs and config. Each parses its arguments, calls
+//! berth-manager and prints.
+
+use crate::Failure;
+use anyhow::anyhow;
+use berth_manager::{ContainerInfo, CreateSource, ExecOptions, Manager, StopOptions};
+use berth_spec::validate;
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Output format of listings.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// An image name (built in: busybox) or a root filesystem directory.
+    image: String,
+    /// The container's name: lower-case letters, digits and '-'.
+    name: String,
+    /// A setting, KEY=VALUE (repeatable), e.g. -c limits.memory=512MiB.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// A whole config.toml to start from.
+    #[arg(long = "config-file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArg {
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    name: String,
+    /// Seconds to wait for a clean shutdown before killing everything in the container.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Kill at once (SIGKILL), no clean shutdown.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    name: String,
+    /// The signal (name or number).
+    #[arg(long, short = 's', default_value = "SIGKILL")]
+    signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    name: String,
+    /// Stop (kill) the container first if it runs.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    name: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    name: String,
+    /// Allocate a pseudo-terminal (automatic when stdin and stdout are terminals).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// UID[:GID] inside the container.
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w')]
+    cwd: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e')]
+    envs: Vec<String>,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    op: ConfigOp,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigOp {
+    /// Print the whole config.toml.
+    Show { name: String },
+    /// Print one setting.
+    Get { name: String, key: String },
+    /// Change settings, KEY=VALUE (validated; nothing is written if one is wrong).
+    Set {
+        name: String,
+        #[arg(required = true)]
+        sets: Vec<String>,
+    },
+    /// Edit config.toml in $EDITOR; the result is written only if it validates.
+    Edit { name: String },
+}
+
+fn manager(root: &Path) -> Result<Manager, Failure> {
+    Manager::open(root).map_err(fail)
+}
+
+fn fail(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 1,
+        error: e.into(),
+    }
+}
+
+fn key_values(sets: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    sets.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    fail(anyhow!(
+                        "invalid setting {s:?}: use KEY=VALUE, e.g. limits.memory=512MiB"
+                    ))
+                })
+        })
+        .collect()
+}
+
+pub fn create(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
+    let m = manager(root)?;
+    let source = if a.image.contains('/') || a.image == "." {
+        CreateSource::Path(PathBuf::from(&a.image))
+    } else {
+        CreateSource::Image(a.image.clone())
+    };
+    let base = match &a.config_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f).map_err(|e| fail(anyhow!("read {}: {e}", f.display())))?,
+        ),
+        None => None,
+    };
+    m.create(source, &a.name, base.as_deref(), &key_values(&a.sets)?)
+        .map_err(fail)?;
+    Ok(0)
+}
+
+pub fn launch(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
+    let name = a.name.clone();
+    create(root, a)?;
+    manager(root)?.start(&name).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn start(root: &Path, a: NameArg) -> Result<u8, Failure> {
+    manager(root)?.start(&a.name).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn stop(root: &Path, a: StopArgs) -> Result<u8, Failure> {
+    let opts = StopOptions {
+        timeout: Duration::from_secs(a.timeout),
+        force: a.force,
+    };
+    manager(root)?.stop(&a.name, &opts).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn restart(root: &Path, a: StopArgs) -> Result<u8, Failure> {
+    let m = manager(root)?;
+    let opts = StopOptions {
+        timeout: Duration::from_secs(a.timeout),
+        force: a.force,
+    };
+    match m.stop(&a.name, &opts) {
+        Ok(()) | Err(berth_manager::Error::NotRunning(_)) => {}
+        Err(e) => return Err(fail(e)),
+    }
+    m.start(&a.name).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn kill(root: &Path, a: KillArgs) -> Result<u8, Failure> {
+    let sig = berth_spec::config::signal_number(&a.signal).ok_or_else(|| {
+        fail(anyhow!(
+            "unknown signal {:?}: use a name like SIGTERM or a number",
+            a.signal
+        ))
+    })?;
+    manager(root)?.kill(&a.name, sig).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn freeze(root: &Path, a: NameArg, frozen: bool) -> Result<u8, Failure> {
+    manager(root)?.set_frozen(&a.name, frozen).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn delete(root: &Path, a: DeleteArgs) -> Result<u8, Failure> {
+    manager(root)?.delete(&a.name, a.force).map_err(fail)?;
+    Ok(0)
+}
+
+pub fn list(root: &Path, a: ListArgs) -> Result<u8, Failure> {
+    let all = manager(root)?.list().map_err(fail)?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&all).map_err(fail)?),
+        Format::Table => {
+            println!(
+                "{:<24} {:<8} {:>8} {:<20} {:<9}",
+                "NAME", "STATE", "PID", "IMAGE", "AUTOSTART"
+            );
+            for c in &all {
+                println!(
+                    "{:<24} {:<8} {:>8} {:<20} {:<9}",
+                    c.name,
+                    state_word(c),
+                    c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    c.image.as_deref().unwrap_or("-"),
+                    if c.autostart { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn state_word(c: &ContainerInfo) -> &'static str {
+    match c.state {
+        berth_manager::RunState::Running => "running",
+        berth_manager::RunState::Stopped => "stopped",
+        berth_manager::RunState::Frozen => "frozen",
+    }
+}
+
+pub fn info(root: &Path, a: InfoArgs) -> Result<u8, Failure> {
+    let c = manager(root)?.info(&a.name).map_err(fail)?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(fail)?),
+        Format::Table => {
+            println!("name:        {}", c.name);
+            println!("state:       {}", state_word(&c));
+            println!("image:       {}", c.image.as_deref().unwrap_or("-"));
+            println!("autostart:   {}", c.autostart);
+            if let Some(pid) = c.pid {
+                println!("pid:         {pid}");
+                println!(
+                    "supervisor:  {}",
+                    c.supervisor_pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "gone".into())
+                );
+                println!("started at:  {} (unix time)", c.started_at.unwrap_or(0));
+                println!("cgroup:      {}", c.cgroup.join(" "));
+                if let Some(m) = c.memory_bytes {
+                    println!("memory:      {:.1} MiB", m as f64 / (1 << 20) as f64);
+                }
+                if let Some(s) = c.cpu_seconds {
+                    println!("cpu:         {s:.2} s");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn exec(root: &Path, a: ExecArgs) -> Result<u8, Failure> {
+    let user = a
+        .user
+        .as_deref()
+        .map(validate::user)
+        .transpose()
+        .map_err(|e| Failure::berth(e.into()))?;
+    let env = a
+        .envs
+        .iter()
+        .map(|e| validate::env(e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::berth(e.into()))?;
+    let terminal = a.tty
+        || (rustix::termios::isatty(rustix::stdio::stdin())
+            && rustix::termios::isatty(rustix::stdio::stdout()));
+    let m = Manager::open(root).map_err(|e| Failure::berth(e.into()))?;
+    let status = m
+        .exec(
+            &a.name,
+            ExecOptions {
+                command: a.command,
+                user,
+                cwd: a.cwd,
+                env,
+                terminal,
+            },
+        )
+        .map_err(|e| Failure {
+            code: if e.exit_code() == 1 {
+                125
+            } else {
+                e.exit_code()
+            },
+            error: e.into(),
+        })?;
+    Ok(u8::try_from(status).unwrap_or(255))
+}
+
+pub fn logs(root: &Path, a: LogsArgs) -> Result<u8, Failure> {
+    let m = manager(root)?;
+    m.config(&a.name).map_err(fail)?;
+    let dir = m.store.container_dir(&a.name);
+    for f in ["console.log.1", "console.log"] {
+        if let Ok(bytes) = std::fs::read(dir.join(f)) {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+        }
+    }
+    Ok(0)
+}
+
+pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
+    let m = manager(root)?;
+    match a.op {
+        ConfigOp::Show { name } => {
+            print!(
+                "{}",
+                m.config(&name).map_err(fail)?.to_toml().map_err(fail)?
+            );
+        }
+        ConfigOp::Get { name, key } => {
+            println!(
+                "{}",
+                m.config(&name).map_err(fail)?.get(&key).map_err(fail)?
+            );
+        }
+        ConfigOp::Set { name, sets } => {
+            let kv = key_values(&sets)?;
+            // All or nothing: every value is checked on a copy before anything is written.
+            let mut c = m.config(&name).map_err(fail)?;
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            for (k, v) in &kv {
+                c = c.with(k, v, cpus).map_err(fail)?;
+            }
+            m.config_replace(&name, &c.to_toml().map_err(fail)?)
+                .map_err(fail)?;
+        }
+        ConfigOp::Edit { name } => {
+            let text = m.config(&name).map_err(fail)?.to_toml().map_err(fail)?;
+            let tmp =
+                std::env::temp_dir().join(format!("berth-{name}-{}.toml", std::process::id()));
+            std::fs::write(&tmp, &text).map_err(fail)?;
+            let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+            let ok = std::process::Command::new(&editor)
+                .arg(&tmp)
+                .status()
+                .map_err(fail)?;
+            let edited = std::fs::read_to_string(&tmp).map_err(fail);
+            let _ = std::fs::remove_file(&tmp);
+            if !ok.success() {
+                return Err(fail(anyhow!("{editor} failed; nothing changed")));
+            }
+            m.config_replace(&name, &edited?).map_err(fail)?;
+        }
+    }
+    Ok(0)
+}
