@@ -202,6 +202,15 @@ impl Cgroup {
         })
     }
 
+    /// The processes directly in the cgroup (from its first directory's cgroup.procs).
+    pub fn pids(&self) -> Vec<i32> {
+        self.paths
+            .first()
+            .and_then(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets the directories without removing them (they belong to a running container
     /// whose supervisor removes them).
     pub fn release(mut self) {

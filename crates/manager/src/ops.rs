@@ -176,7 +176,7 @@ impl Manager {
             state.stop_signal
         };
         send(&init, signal)?;
-        if !wait_exit(&init, opts.timeout) {
+        if !wait_halt(&init, &cgroup, state.pid, signal, opts.timeout) {
             cgroup.kill_all()?;
             if !wait_exit(&init, Duration::from_secs(5)) {
                 cgroup.release();
@@ -338,6 +338,40 @@ fn send(pidfd: &rustix::fd::OwnedFd, signal: i32) -> Result<(), Error> {
         what: "signal the container's init",
         errno,
     })
+}
+
+/// Waits for the init to finish its clean shutdown, at most `timeout`. busybox's init, once
+/// every other process is gone, only sleeps (1 s after SIGTERM, 1 s after SIGKILL) before it
+/// powers off: when it has been alone for a moment, it is ended at once (the sleeps are
+/// most of lxc-stop's 2 s).
+fn wait_halt(
+    init: &rustix::fd::OwnedFd,
+    cgroup: &Cgroup,
+    pid: i32,
+    signal: i32,
+    timeout: Duration,
+) -> bool {
+    const STEP: Duration = Duration::from_millis(10);
+    let deadline = Instant::now() + timeout;
+    let mut alone_since: Option<Instant> = None;
+    loop {
+        if wait_exit(init, STEP) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        if signal == libc::SIGUSR2 {
+            if cgroup.pids() == [pid] {
+                let since = *alone_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(30) {
+                    let _ = send(init, libc::SIGKILL);
+                }
+            } else {
+                alone_since = None;
+            }
+        }
+    }
 }
 
 /// Waits until the process behind `pidfd` has exited, at most `timeout`.

@@ -38,11 +38,12 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"),
     ("etc/hostname", "busybox\n"),
-    // busybox init as a container's PID 1: a shell on the console (berth console), no
+    // busybox init as a container's PID 1: a shell on the console once Enter is pressed there
+    // (berth console; an interactive shell would ignore the halt's SIGTERM), no
     // gettys on ttys a container does not have; SIGUSR2 (berth stop) powers off.
     (
         "etc/inittab",
-        "::sysinit:/bin/mkdir -p /run/lock\n::respawn:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n::shutdown:/bin/sync\n",
+        "::sysinit:/bin/mkdir -p /run/lock\n::askfirst:-/bin/sh\n::ctrlaltdel:/sbin/reboot\n::shutdown:/bin/sync\n",
     ),
     (
         "etc/os-release",

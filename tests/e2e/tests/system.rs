@@ -1,0 +1,342 @@
+//! System containers: create, start (under a supervisor), exec, list, info, freeze, stop,
+//! delete, with busybox init as PID 1; robustness against killed supervisors and inits, and
+//! bad input.
+
+use berth_e2e::{World, cgroups_of, root_or_skip, text, unique};
+use serde_json::Value;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ok(w: &World, args: &[&str]) -> String {
+    let out = w.run(args);
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn info(w: &World, name: &str) -> Value {
+    serde_json::from_str(&ok(w, &["info", name, "--format", "json"])).expect("info JSON")
+}
+
+/// A started busybox container, stopped and deleted on drop (even when a test fails).
+struct Running<'a> {
+    w: &'a World,
+    name: String,
+}
+
+impl<'a> Running<'a> {
+    fn new(w: &'a World, extra: &[&str]) -> Running<'a> {
+        let name = unique("sys");
+        ok(w, &[&["create", "busybox", &name][..], extra].concat());
+        ok(w, &["start", &name]);
+        Running { w, name }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = self.w.run(&["delete", "--force", &self.name]);
+        if !std::thread::panicking() {
+            assert!(
+                cgroups_of(&self.name).is_empty(),
+                "cgroups left: {:?}",
+                cgroups_of(&self.name)
+            );
+        }
+    }
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_busybox_container_boots_runs_commands_and_stops() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("sys");
+    ok(&w, &["create", "busybox", &name]);
+    let list: Value = serde_json::from_str(&ok(&w, &["list", "--format", "json"])).expect("JSON");
+    assert_eq!(list[0]["name"], name.as_str());
+    assert_eq!(list[0]["state"], "stopped");
+    assert_eq!(list[0]["pid"], Value::Null);
+    assert_eq!(list[0]["image"], "busybox");
+    assert_eq!(list[0]["autostart"], false);
+    assert!(list[0]["ipv4"].is_array());
+    ok(&w, &["start", &name]);
+    let c = Running {
+        w: &w,
+        name: name.clone(),
+    };
+    let i = info(&w, &name);
+    assert_eq!(i["state"], "running");
+    assert!(i["pid"].as_i64().is_some_and(|p| p > 1));
+    assert!(i["supervisor_pid"].as_i64().is_some());
+    assert!(i["started_at"].as_u64().is_some());
+    assert!(!cgroups_of(&name).is_empty());
+    // The init is busybox's, as PID 1, with the container's hostname.
+    let out = ok(
+        &w,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/1/comm; hostname; cat /proc/self/uid_map",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "init");
+    assert_eq!(lines[1], name);
+    assert!(
+        lines[2].split_whitespace().collect::<Vec<_>>()[..2] == ["0", &root_subid()],
+        "{out}"
+    );
+    // Exit status passes through.
+    assert_eq!(
+        w.run(&["exec", &name, "--", "sh", "-c", "exit 5"])
+            .status
+            .code(),
+        Some(5)
+    );
+    assert_eq!(
+        ok(
+            &w,
+            &["exec", &name, "--user", "1000:1000", "--", "id", "-u"]
+        ),
+        "1000\n"
+    );
+    ok(&w, &["stop", &name]);
+    let i = info(&w, &name);
+    assert_eq!(i["state"], "stopped");
+    assert_eq!(i["pid"], Value::Null);
+    assert!(cgroups_of(&name).is_empty());
+    assert!(
+        !w.state
+            .join("containers")
+            .join(&name)
+            .join("state.json")
+            .exists()
+    );
+    assert!(ok(&w, &["logs", &name]).contains("The system is going down"));
+    drop(c);
+}
+
+fn root_subid() -> String {
+    std::fs::read_to_string("/etc/subuid")
+        .expect("subuid")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("root:")
+                .map(|r| r.split(':').next().unwrap_or("").to_string())
+        })
+        .expect("root's range")
+}
+
+#[test]
+fn freeze_and_unfreeze() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    ok(&w, &["freeze", &c.name]);
+    assert_eq!(info(&w, &c.name)["state"], "frozen");
+    ok(&w, &["unfreeze", &c.name]);
+    assert_eq!(info(&w, &c.name)["state"], "running");
+    assert_eq!(
+        ok(&w, &["exec", &c.name, "--", "echo", "thawed"]),
+        "thawed\n"
+    );
+}
+
+#[test]
+fn a_killed_supervisor_leaves_the_container_manageable() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let sup = info(&w, &c.name)["supervisor_pid"]
+        .as_i64()
+        .expect("supervisor pid");
+    let killed = Command::new("kill")
+        .arg("-9")
+        .arg(sup.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(wait_until(|| !std::path::Path::new(&format!(
+        "/proc/{sup}"
+    ))
+    .exists()));
+    let i = info(&w, &c.name);
+    assert_eq!(i["state"], "running");
+    assert_eq!(
+        ok(&w, &["exec", &c.name, "--", "echo", "still here"]),
+        "still here\n"
+    );
+    ok(&w, &["stop", &c.name]);
+    assert_eq!(info(&w, &c.name)["state"], "stopped");
+    assert!(cgroups_of(&c.name).is_empty());
+}
+
+#[test]
+fn a_killed_init_is_a_stopped_container() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let pid = info(&w, &c.name)["pid"].as_i64().expect("pid");
+    let killed = Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(wait_until(|| info(&w, &c.name)["state"] == "stopped"));
+    assert!(wait_until(|| cgroups_of(&c.name).is_empty()));
+    // And it starts again.
+    ok(&w, &["start", &c.name]);
+    assert_eq!(info(&w, &c.name)["state"], "running");
+}
+
+#[test]
+fn restart_gives_a_new_init() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let before = info(&w, &c.name)["pid"].clone();
+    ok(&w, &["restart", &c.name]);
+    let after = info(&w, &c.name)["pid"].clone();
+    assert_ne!(before, after);
+}
+
+#[test]
+fn privileged_containers_map_ids_to_themselves() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &["-c", "privileged=true"]);
+    let out = ok(&w, &["exec", &c.name, "--", "cat", "/proc/self/uid_map"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
+}
+
+#[test]
+fn two_starts_at_once_start_one_container() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("sys");
+    ok(&w, &["create", "busybox", &name]);
+    let spawn = || {
+        w.berth()
+            .args(["start", &name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b): (Output, Output) = (
+        a.wait_with_output().expect("wait"),
+        b.wait_with_output().expect("wait"),
+    );
+    let c = Running {
+        w: &w,
+        name: name.clone(),
+    };
+    let successes = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(successes, 1, "{} / {}", text(&a.stderr), text(&b.stderr));
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(
+        text(&loser.stderr).contains("already running"),
+        "{}",
+        text(&loser.stderr)
+    );
+    drop(c);
+}
+
+#[test]
+fn bad_input_is_one_line_exit_1_and_changes_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let long = "a".repeat(200);
+    for args in [
+        &["start", "nosuch"][..],
+        &["stop", "nosuch"],
+        &["exec", "nosuch", "--", "true"],
+        &["create", "busybox", "../x"],
+        &["create", "busybox", "a/b"],
+        &["create", "busybox", &long],
+        &["create", "busybox", "ok-name", "-c", "bogus=1"],
+        &["create", "busybox", "ok-name", "-c", "limits.memory=lots"],
+        &["create", "nosuchimage", "ok-name"],
+    ] {
+        let out = w.run(args);
+        let code = if args[0] == "exec" { 125 } else { 1 };
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(err.starts_with("berth: "), "{err}");
+    }
+    // Nothing was created by the refused creates.
+    assert_eq!(ok(&w, &["list", "--format", "json"]).trim(), "[]");
+    let c = Running::new(&w, &[]);
+    let out = w.run(&["start", &c.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already running"));
+    let out = w.run(&["delete", &c.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(info(&w, &c.name)["state"], "running");
+    // A bad value is refused and the config is unchanged.
+    let before = ok(&w, &["config", "show", &c.name]);
+    let out = w.run(&["config", "set", &c.name, "limits.memory=lots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(ok(&w, &["config", "show", &c.name]), before);
+    ok(&w, &["config", "set", &c.name, "limits.memory=64MiB"]);
+    assert_eq!(
+        ok(&w, &["config", "get", &c.name, "limits.memory"]),
+        "64MiB\n"
+    );
+    ok(&w, &["delete", "--force", &c.name]);
+    assert_eq!(ok(&w, &["list", "--format", "json"]).trim(), "[]");
+}
