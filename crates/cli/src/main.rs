@@ -67,6 +67,10 @@ enum Command {
     Info(cmd::system::InfoArgs),
     /// Run a command in a running container.
     Exec(cmd::system::ExecArgs),
+    /// Start the containers marked autostart, in order (or stop them, with --stop).
+    Autostart(cmd::system::AutostartArgs),
+    /// Attach to a container's console (Ctrl-a q detaches).
+    Console(cmd::system::NameArg),
     /// Print a container's console log.
     Logs(cmd::system::LogsArgs),
     /// Show or change a container's settings.
@@ -167,6 +171,8 @@ fn real_main() -> u8 {
         Command::Info(a) => sys::info(root, a),
         Command::Exec(a) => sys::exec(root, a),
         Command::Logs(a) => sys::logs(root, a),
+        Command::Console(a) => sys::console(root, a),
+        Command::Autostart(a) => sys::autostart(root, a),
         Command::Config(a) => sys::config(root, a),
     })
 }

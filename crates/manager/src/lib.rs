@@ -9,6 +9,8 @@ pub mod ops;
 pub mod status;
 mod supervisor;
 
+pub use supervisor::console_socket;
+
 pub use ops::{CreateSource, ExecOptions, Manager, StopOptions};
 pub use status::{ContainerInfo, RunState};
 

@@ -265,6 +265,94 @@ impl Manager {
         Ok(())
     }
 
+    /// `berth autostart`: starts every container whose config says `autostart.enabled`, by
+    /// `autostart.order` (lowest first), waiting `autostart.delay` after each; with `stop`,
+    /// stops them in the reverse order. Returns each container's outcome; one failure does
+    /// not keep the others from starting.
+    pub fn autostart(&self, stop: bool) -> Result<Vec<(String, Result<(), Error>)>, Error> {
+        let mut chosen: Vec<(i64, String, Option<Duration>)> = Vec::new();
+        for name in self.store.list()? {
+            let Ok(c) = self.config(&name) else { continue };
+            if c.autostart.enabled {
+                let delay = c
+                    .autostart
+                    .delay
+                    .as_deref()
+                    .and_then(|d| humantime_parse(d));
+                chosen.push((c.autostart.order, name, delay));
+            }
+        }
+        chosen.sort();
+        if stop {
+            chosen.reverse();
+        }
+        let mut outcomes = Vec::new();
+        for (_, name, delay) in chosen {
+            let result = if stop {
+                match self.stop(
+                    &name,
+                    &StopOptions {
+                        timeout: Duration::from_secs(30),
+                        force: false,
+                    },
+                ) {
+                    Err(Error::NotRunning(_)) => Ok(()),
+                    other => other,
+                }
+            } else {
+                match self.start(&name) {
+                    Err(Error::Running(_)) => Ok(()),
+                    Ok(()) => {
+                        if let Some(d) = delay {
+                            std::thread::sleep(d);
+                        }
+                        Ok(())
+                    }
+                    other => other,
+                }
+            };
+            outcomes.push((name, result));
+        }
+        Ok(outcomes)
+    }
+
+    /// `berth console`: attaches to the console the supervisor holds, until Ctrl-a q.
+    /// Returns true when the user detached (false: the container's console went away).
+    pub fn console(&self, name: &str) -> Result<bool, Error> {
+        self.config(name)?;
+        let state = self
+            .running_state(name)?
+            .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        if !state.supervisor_alive() {
+            return Err(Error::Start {
+                name: name.to_string(),
+                reason: "its supervisor, which holds the console, is gone; restart the container to get the console back".into(),
+            });
+        }
+        let path = crate::supervisor::console_socket(&self.store, name);
+        let sock = rustix::net::socket(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .map_err(|errno| Error::Sys {
+            what: "create a socket",
+            errno,
+        })?;
+        let addr = rustix::net::SocketAddrUnix::new(&path).map_err(|errno| Error::Sys {
+            what: "console socket path",
+            errno,
+        })?;
+        rustix::net::connect(&sock, &addr).map_err(|errno| Error::Sys {
+            what: "connect to the console",
+            errno,
+        })?;
+        berth_runtime::relay::console(&sock).map_err(|errno| Error::Sys {
+            what: "relay the console",
+            errno,
+        })
+    }
+
     /// `berth exec`: a command in the running container. Returns its exit status.
     pub fn exec(&self, name: &str, opts: ExecOptions) -> Result<i32, Error> {
         let config = self.config(name)?;
@@ -315,6 +403,11 @@ impl Manager {
         let _ = config;
         Ok(berth_runtime::attach::exec(&req)?)
     }
+}
+
+/// A duration as config.toml writes it ("5s", "500ms"); validated when the config was.
+fn humantime_parse(text: &str) -> Option<Duration> {
+    berth_spec::config::parse_duration(text)
 }
 
 pub(crate) fn paths(state: &State) -> Vec<PathBuf> {

@@ -130,36 +130,102 @@ fn detach_stdio() {
     }
 }
 
-/// Until the init exits: the console into console.log.
+/// Where the supervisor of `name` serves its console.
+pub fn console_socket(store: &Store, name: &str) -> std::path::PathBuf {
+    store
+        .run_dir()
+        .join("consoles")
+        .join(format!("{name}.sock"))
+}
+
+/// A unix stream socket listening at `path` (replacing a stale one), for root only.
+fn listen(path: &std::path::Path) -> Option<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    std::fs::create_dir_all(path.parent()?).ok()?;
+    let _ = std::fs::remove_file(path);
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .ok()?;
+    let addr = SocketAddrUnix::new(path).ok()?;
+    rustix::net::bind(&sock, &addr).ok()?;
+    let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    rustix::net::listen(&sock, 4).ok()?;
+    Some(sock)
+}
+
+/// Until the init exits: the console into console.log, and to and from every attached
+/// `berth console`.
 fn event_loop(store: &Store, name: &str, running: &Running) {
     use rustix::event::{PollFd, PollFlags, poll};
     let log_path = store.container_dir(name).join("console.log");
     let mut log = ConsoleLog::open(&log_path);
+    let sock_path = console_socket(store, name);
+    let listener = running.console.as_ref().and_then(|_| listen(&sock_path));
+    let mut clients: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let mut fds = vec![PollFd::new(&running.pidfd, PollFlags::IN)];
         if let Some(m) = &running.console {
             fds.push(PollFd::new(m, PollFlags::IN));
         }
+        if let Some(l) = &listener {
+            fds.push(PollFd::new(l, PollFlags::IN));
+        }
+        let first_client = fds.len();
+        for c in &clients {
+            fds.push(PollFd::new(c, PollFlags::IN));
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(Errno::INTR) => {}
-            Err(_) => return,
+            Err(_) => break,
         }
-        let init_done = !fds[0].revents().is_empty();
-        let console_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
-        if console_ready && let Some(m) = &running.console {
-            match rustix::io::read(m, &mut buf) {
-                Ok(n) if n > 0 => log.append(&buf[..n]),
-                // EIO: no one holds the slave now (the init is exiting).
-                _ if !init_done => std::thread::sleep(std::time::Duration::from_millis(10)),
-                _ => {}
+        let init_done = ready[0];
+        if let Some(m) = &running.console {
+            if ready[1] {
+                match rustix::io::read(m, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        log.append(&buf[..n]);
+                        // A client that cannot take the output is dropped, not waited for.
+                        clients.retain(|c| rustix::io::write(c, &buf[..n]).is_ok());
+                    }
+                    // EIO: no one holds the slave now (the init is exiting).
+                    _ if !init_done => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    _ => {}
+                }
+            }
+            let mut gone = Vec::new();
+            for (i, c) in clients.iter().enumerate() {
+                if !ready.get(first_client + i).copied().unwrap_or(false) {
+                    continue;
+                }
+                match rustix::io::read(c, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = rustix::io::write(m, &buf[..n]);
+                    }
+                    Err(Errno::AGAIN | Errno::INTR) => {}
+                    _ => gone.push(i),
+                }
+            }
+            for i in gone.into_iter().rev() {
+                clients.remove(i);
+            }
+            if let (Some(l), true) = (&listener, ready.get(2).copied().unwrap_or(false))
+                && let Ok(c) = rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC)
+            {
+                clients.push(c);
             }
         }
         if init_done {
-            return;
+            break;
         }
     }
+    let _ = std::fs::remove_file(&sock_path);
 }
 
 /// The init has exited: reap it, remove its cgroup (killing what is left) and the state.

@@ -94,13 +94,13 @@ pub struct Relay {
 }
 
 /// Restores the caller's terminal settings when dropped.
-struct RawMode {
+pub struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
     /// Raw mode on stdin when it is a terminal; None otherwise.
-    fn enter() -> Option<RawMode> {
+    pub fn enter() -> Option<RawMode> {
         let stdin = rustix::stdio::stdin();
         if !termios::isatty(stdin) {
             return None;

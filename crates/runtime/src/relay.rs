@@ -153,3 +153,58 @@ fn drain(master: &OwnedFd, to: impl AsFd, buf: &mut [u8]) {
         }
     }
 }
+
+/// The detach sequence of `berth console`: Ctrl-a, then q (as screen's prefix; Ctrl-a
+/// Ctrl-a sends one Ctrl-a through).
+const DETACH_PREFIX: u8 = 0x01;
+
+/// Attaches the caller's terminal to a console socket until the user types Ctrl-a q, or the
+/// container's console goes away. Returns true when the user detached.
+pub fn console(sock: &OwnedFd) -> Result<bool, Errno> {
+    let _raw = crate::pty::RawMode::enter();
+    let stdin = rustix::stdio::stdin();
+    let stdout = rustix::stdio::stdout();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut prefix = false;
+    loop {
+        let mut fds = [
+            PollFd::new(&stdin, PollFlags::IN),
+            PollFd::new(sock, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+        let (input, output) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+        if output && !copy(sock, stdout, &mut buf) {
+            return Ok(false);
+        }
+        if input {
+            let n = match rustix::io::read(stdin, &mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(Errno::INTR | Errno::AGAIN) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                match (prefix, b) {
+                    (true, b'q') => return Ok(true),
+                    (true, DETACH_PREFIX) => {
+                        out.push(DETACH_PREFIX);
+                        prefix = false;
+                    }
+                    (true, other) => {
+                        out.extend([DETACH_PREFIX, other]);
+                        prefix = false;
+                    }
+                    (false, DETACH_PREFIX) => prefix = true,
+                    (false, other) => out.push(other),
+                }
+            }
+            if !write_all(sock, &out) {
+                return Ok(false);
+            }
+        }
+    }
+}

@@ -274,6 +274,11 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// A duration as users write one ("5s", "1m 30s", "500ms").
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text).ok()
+}
+
 /// Signal names berth knows for `stop_signal` and `kill --signal`.
 pub fn signal_number(name: &str) -> Option<i32> {
     let n = name.trim().to_ascii_uppercase();

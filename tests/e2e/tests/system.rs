@@ -340,3 +340,109 @@ fn bad_input_is_one_line_exit_1_and_changes_nothing() {
     ok(&w, &["delete", "--force", &c.name]);
     assert_eq!(ok(&w, &["list", "--format", "json"]).trim(), "[]");
 }
+
+#[test]
+fn autostart_starts_and_stops_the_marked_containers_in_order() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let (a, b, off) = (unique("auto"), unique("auto"), unique("auto"));
+    ok(
+        &w,
+        &[
+            "create",
+            "busybox",
+            &a,
+            "-c",
+            "autostart.enabled=true",
+            "-c",
+            "autostart.order=2",
+        ],
+    );
+    ok(
+        &w,
+        &[
+            "create",
+            "busybox",
+            &b,
+            "-c",
+            "autostart.enabled=true",
+            "-c",
+            "autostart.order=1",
+            "-c",
+            "autostart.delay=10ms",
+        ],
+    );
+    ok(&w, &["create", "busybox", &off]);
+    let _guards = [&a, &b, &off].map(|n| Running {
+        w: &w,
+        name: n.to_string(),
+    });
+    let out = ok(&w, &["autostart"]);
+    // Lowest order first.
+    assert_eq!(out, format!("started {b}\nstarted {a}\n"));
+    assert_eq!(info(&w, &a)["state"], "running");
+    assert_eq!(info(&w, &b)["state"], "running");
+    assert_eq!(info(&w, &off)["state"], "stopped");
+    assert_eq!(info(&w, &a)["autostart"], true);
+    let out = ok(&w, &["autostart", "--stop"]);
+    assert_eq!(out, format!("stopped {a}\nstopped {b}\n"));
+    assert_eq!(info(&w, &a)["state"], "stopped");
+    assert_eq!(info(&w, &b)["state"], "stopped");
+}
+
+#[test]
+fn the_console_attaches_and_detaches() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    // A terminal for `berth console`, driven by python3's pty module: press Enter (busybox
+    // init's askfirst), run a command, detach with Ctrl-a q.
+    let script = r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+def pump(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+        if b"hi-42" in out and t > 1:
+            return
+pump(0.3); os.write(fd, b"\n"); pump(0.5)
+os.write(fd, b"echo hi-$((40+2))\n"); pump(5)
+os.write(fd, b"\x01q"); pump(0.5)
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(st))
+"#;
+    let berth = berth_e2e::bin("berth");
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&berth)
+        .args([
+            "--root",
+            w.state.to_str().expect("utf-8"),
+            "console",
+            &c.name,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen} {}", text(&out.stderr));
+    assert!(screen.contains("hi-42"), "{screen}");
+    assert!(screen.contains("detached"), "{screen}");
+    // Still running after the detach.
+    assert_eq!(info(&w, &c.name)["state"], "running");
+}

@@ -324,6 +324,47 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<u8, Failure> {
     Ok(u8::try_from(status).unwrap_or(255))
 }
 
+#[derive(Args, Debug)]
+pub struct AutostartArgs {
+    /// Stop the autostart containers, in reverse order, instead.
+    #[arg(long)]
+    stop: bool,
+}
+
+pub fn autostart(root: &Path, a: AutostartArgs) -> Result<u8, Failure> {
+    let outcomes = manager(root)?.autostart(a.stop).map_err(fail)?;
+    let mut code = 0;
+    for (name, result) in outcomes {
+        match result {
+            Ok(()) => println!("{} {name}", if a.stop { "stopped" } else { "started" }),
+            Err(e) => {
+                eprintln!("berth: {name}: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn console(root: &Path, a: NameArg) -> Result<u8, Failure> {
+    let m = manager(root)?;
+    eprintln!(
+        "berth: connected to the console of {}; type Ctrl-a q to detach",
+        a.name
+    );
+    let detached = m.console(&a.name).map_err(fail)?;
+    eprintln!();
+    eprintln!(
+        "berth: {}",
+        if detached {
+            "detached"
+        } else {
+            "the console closed (the container stopped)"
+        }
+    );
+    Ok(0)
+}
+
 pub fn logs(root: &Path, a: LogsArgs) -> Result<u8, Failure> {
     let m = manager(root)?;
     m.config(&a.name).map_err(fail)?;
