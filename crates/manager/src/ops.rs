@@ -269,7 +269,7 @@ impl Manager {
     /// `autostart.order` (lowest first), waiting `autostart.delay` after each; with `stop`,
     /// stops them in the reverse order. Returns each container's outcome; one failure does
     /// not keep the others from starting.
-    pub fn autostart(&self, stop: bool) -> Result<Vec<(String, Result<(), Error>)>, Error> {
+    pub fn autostart(&self, stop: bool) -> Result<Vec<Outcome>, Error> {
         let mut chosen: Vec<(i64, String, Option<Duration>)> = Vec::new();
         for name in self.store.list()? {
             let Ok(c) = self.config(&name) else { continue };
@@ -278,7 +278,7 @@ impl Manager {
                     .autostart
                     .delay
                     .as_deref()
-                    .and_then(|d| humantime_parse(d));
+                    .and_then(humantime_parse);
                 chosen.push((c.autostart.order, name, delay));
             }
         }
@@ -404,6 +404,9 @@ impl Manager {
         Ok(berth_runtime::attach::exec(&req)?)
     }
 }
+
+/// What happened to one container in `autostart`.
+pub type Outcome = (String, Result<(), Error>);
 
 /// A duration as config.toml writes it ("5s", "500ms"); validated when the config was.
 fn humantime_parse(text: &str) -> Option<Duration> {
