@@ -202,6 +202,49 @@ impl Cgroup {
         })
     }
 
+    /// Hands the parts of this cgroup that an init manages itself to the container's root
+    /// (host ids `uid`/`gid`), as the kernel's cgroup v2 delegation model describes: the
+    /// directory and its cgroup.procs, cgroup.threads and cgroup.subtree_control in a cgroup2
+    /// tree, and the whole directory of the v1 `name=systemd` hierarchy (which has no
+    /// resource files). Limit files stay the host's: the container cannot raise its limits.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        let owner = |path: &Path| {
+            rustix::fs::chown(
+                path,
+                Some(rustix::process::Uid::from_raw(uid)),
+                Some(rustix::process::Gid::from_raw(gid)),
+            )
+            .map_err(|e| Error::Write {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })
+        };
+        for (path, dir) in self.paths.iter().zip(&self.dirs) {
+            match dir.tree {
+                Tree::V2 => {
+                    owner(path)?;
+                    for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+                        if path.join(f).exists() {
+                            owner(&path.join(f))?;
+                        }
+                    }
+                }
+                Tree::V1 if dir.proc_name == "name=systemd" => {
+                    owner(path)?;
+                    let entries = std::fs::read_dir(path).map_err(|source| Error::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    for e in entries.flatten() {
+                        owner(&e.path())?;
+                    }
+                }
+                Tree::V1 => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The processes directly in the cgroup (from its first directory's cgroup.procs).
     pub fn pids(&self) -> Vec<i32> {
         self.paths

@@ -274,11 +274,7 @@ impl Manager {
         for name in self.store.list()? {
             let Ok(c) = self.config(&name) else { continue };
             if c.autostart.enabled {
-                let delay = c
-                    .autostart
-                    .delay
-                    .as_deref()
-                    .and_then(humantime_parse);
+                let delay = c.autostart.delay.as_deref().and_then(humantime_parse);
                 chosen.push((c.autostart.order, name, delay));
             }
         }

@@ -117,6 +117,7 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         root: root.as_fd(),
         sys: plan.mount_sys,
         privileged: plan.id_map.is_none(),
+        delegate_cgroup: !plan.init_stub,
         run_tmp: plan.tmpfs_run_tmp,
         console: ctx.pty_path,
         cgroups: ctx.cgroups,

@@ -108,6 +108,13 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     {
         let cg = Cgroup::create(layout, &cgroup_name(&plan.name))
             .map_err(|e| LaunchError::berth(format!("create the container's cgroup: {e}")))?;
+        // A system container's init (systemd) manages its own subtree.
+        if !plan.init_stub
+            && let Some(map) = &plan.id_map
+        {
+            cg.delegate(map.host_uid, map.host_gid)
+                .map_err(|e| LaunchError::berth(format!("delegate the container's cgroup: {e}")))?;
+        }
         Some(cg)
     } else {
         None

@@ -192,6 +192,8 @@ pub struct Env<'a> {
     pub run_tmp: bool,
     /// No user namespace: device nodes can be made with mknod instead of bind mounts.
     pub privileged: bool,
+    /// A system container's init manages its own cgroup subtree (see `mount_cgroup`).
+    pub delegate_cgroup: bool,
     /// The pty slave's path for /dev/console, if any.
     pub console: Option<&'a str>,
     pub cgroups: Option<&'a berth_cgroups::Layout>,
@@ -271,7 +273,7 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
         }
         Op::Sys => mount_sys(root),
         Op::Cgroup => match env.cgroups {
-            Some(layout) => mount_cgroup(root, layout),
+            Some(layout) => mount_cgroup(root, layout, env.delegate_cgroup),
             None => Ok(()),
         },
         Op::Device(name) if env.privileged => make_node(root, name),
@@ -370,13 +372,22 @@ fn mount_sys(root: BorrowedFd<'_>) -> Result<(), MountError> {
     }
 }
 
-fn mount_cgroup(root: BorrowedFd<'_>, layout: &berth_cgroups::Layout) -> Result<(), MountError> {
+/// The cgroup hierarchies under /sys/fs/cgroup, through the cgroup namespace. Read-only,
+/// except (with `delegate`, for a system container's init) the trees an init manages: the
+/// cgroup2 tree and the v1 name=systemd hierarchy, whose container part the launcher gave to
+/// the container's root.
+fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    layout: &berth_cgroups::Layout,
+    delegate: bool,
+) -> Result<(), MountError> {
     const T: &str = "/sys/fs/cgroup";
     let ro = NOSUID_NODEV_NOEXEC | MountFlags::RDONLY;
+    let managed = if delegate { NOSUID_NODEV_NOEXEC } else { ro };
     if layout.v1.is_empty() {
         // Pure v2: the unified hierarchy itself.
         let fd = open_in(root, T, Create::Nothing).map_err(err("resolve", T))?;
-        return mount_fs("cgroup2", &fd_path(&fd), ro, "").map_err(err("mount", T));
+        return mount_fs("cgroup2", &fd_path(&fd), managed, "").map_err(err("mount", T));
     }
     let fd = open_in(root, T, Create::Nothing).map_err(err("resolve", T))?;
     mount_fs("tmpfs", &fd_path(&fd), NOSUID_NODEV_NOEXEC, "mode=755").map_err(err("mount", T))?;
@@ -384,7 +395,12 @@ fn mount_cgroup(root: BorrowedFd<'_>, layout: &berth_cgroups::Layout) -> Result<
         let target = format!("{T}/{}", h.name);
         let fd = open_in(root, &target, Create::Dir).map_err(err("create", T))?;
         let data = h.options.as_str();
-        mount_fs("cgroup", &fd_path(&fd), ro, data).map_err(|e| MountError {
+        let flags = if data.contains("name=systemd") {
+            managed
+        } else {
+            ro
+        };
+        mount_fs("cgroup", &fd_path(&fd), flags, data).map_err(|e| MountError {
             what: "mount cgroup",
             target: target.clone(),
             errno: e,
@@ -393,7 +409,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, layout: &berth_cgroups::Layout) -> Result<
     if layout.unified.is_some() {
         let target = format!("{T}/unified");
         let fd = open_in(root, &target, Create::Dir).map_err(err("create", T))?;
-        mount_fs("cgroup2", &fd_path(&fd), ro, "").map_err(err("mount", T))?;
+        mount_fs("cgroup2", &fd_path(&fd), managed, "").map_err(err("mount", T))?;
     }
     let top = open_in(root, T, Create::Nothing).map_err(err("resolve", T))?;
     berth_sys::mount::set_readonly(&top, false).map_err(err("make read-only", T))
