@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "tests/run.sh: the tests need root (real namespaces, cgroups, mounts)" >&2; exit 1; }
 
+# What the tests use besides the build's own packages (installed when missing).
+missing=""
+for p in busybox-static debootstrap python3 util-linux uidmap; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing; }
+fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 
 echo "== build"

@@ -44,6 +44,8 @@ pub struct Cgroup {
     /// The v2 directory, kept open on a pure v2 host for `clone3(CLONE_INTO_CGROUP)`.
     v2_fd: Option<OwnedFd>,
     pure_v2: bool,
+    /// Found, not created by us: never removed implicitly.
+    adopted: bool,
 }
 
 impl Cgroup {
@@ -65,6 +67,7 @@ impl Cgroup {
             dirs: Vec::with_capacity(count),
             v2_fd: None,
             pure_v2: false,
+            adopted: false,
         };
         for hierarchy in &layout.v1 {
             cgroup.create_v1(hierarchy, name)?;
@@ -111,15 +114,17 @@ impl Cgroup {
         Ok(path)
     }
 
-    /// Takes ownership of an existing container cgroup from its directories (recorded in a
-    /// container's state by the process that created it): to kill, freeze or remove it.
-    /// Directories that are already gone are left out.
+    /// An existing container cgroup, from its directories (recorded in a container's state
+    /// by the process that created it): to kill, freeze, inspect or [`Cgroup::remove`] it.
+    /// Unlike a created one it is not removed when dropped: it belongs to a container that
+    /// may well be running. Directories that are already gone are left out.
     pub fn adopt(paths: &[PathBuf]) -> Cgroup {
         let mut cgroup = Cgroup {
             paths: Vec::new(),
             dirs: Vec::new(),
             v2_fd: None,
             pure_v2: false,
+            adopted: true,
         };
         for p in paths.iter().filter(|p| p.is_dir()) {
             let tree = if p.join("cgroup.controllers").exists() {
@@ -419,7 +424,7 @@ impl Cgroup {
 impl Drop for Cgroup {
     /// Best effort: a cgroup left behind keeps its name taken and its limits in the kernel.
     fn drop(&mut self) {
-        if self.paths.is_empty() {
+        if self.paths.is_empty() || self.adopted {
             return;
         }
         if let Err(error) = self.teardown() {

@@ -422,11 +422,7 @@ pub(crate) fn open_pidfd(state: &State) -> Option<rustix::fd::OwnedFd> {
 }
 
 fn send(pidfd: &rustix::fd::OwnedFd, signal: i32) -> Result<(), Error> {
-    let sig = rustix::process::Signal::from_named_raw(signal).ok_or(Error::Sys {
-        what: "unknown signal",
-        errno: rustix::io::Errno::INVAL,
-    })?;
-    rustix::process::pidfd_send_signal(pidfd, sig).map_err(|errno| Error::Sys {
+    berth_sys::signal::pidfd_send(pidfd, signal).map_err(|errno| Error::Sys {
         what: "signal the container's init",
         errno,
     })

@@ -9,7 +9,7 @@
 //! non-dumpable process, i.e. CAP_SYS_PTRACE in the host's user namespace.
 
 use berth_sys::signal;
-use rustix::process::{Pid, WaitOptions};
+use rustix::process::WaitOptions;
 
 /// Runs as PID 1 until `command` (our child) exits, then exits with its status (128+N for
 /// death by signal N). Never returns.
@@ -34,12 +34,7 @@ pub fn run(command: i32) -> ! {
 }
 
 fn forward(pid: i32, signo: i32) {
-    if let (Some(p), Some(s)) = (
-        Pid::from_raw(pid),
-        rustix::process::Signal::from_named_raw(signo),
-    ) {
-        let _ = rustix::process::kill_process(p, s);
-    }
+    let _ = berth_sys::signal::kill(pid, signo);
 }
 
 /// Reaps every exited child; returns the command's exit status once it has exited.

@@ -5,7 +5,7 @@ use crate::pty::{Relay, sync_winsize};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, WaitOptions};
 
 /// Waits for the container's first process, relaying signals and the terminal. Returns its
 /// exit status, 128+N for a death by signal N.
@@ -106,9 +106,7 @@ fn on_signal(
         // kernel's signals, a hangup included, must be passed on.
         _ if sig.from_kernel() && shares_session => {}
         signo => {
-            if let Some(s) = Signal::from_named_raw(signo) {
-                let _ = rustix::process::pidfd_send_signal(pidfd, s);
-            }
+            let _ = berth_sys::signal::pidfd_send(pidfd, signo);
         }
     }
 }

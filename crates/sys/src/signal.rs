@@ -154,3 +154,33 @@ pub fn wait_any() -> Result<Received, Errno> {
         })
     }
 }
+
+/// Sends signal number `sig` (real-time ones included, which rustix's `Signal` does not
+/// name) to the process behind `pidfd`.
+pub fn pidfd_send(pidfd: impl AsFd, sig: i32) -> Result<(), Errno> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a NULL siginfo and flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_fd().as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(last_errno()))
+    }
+}
+
+/// Sends signal number `sig` to process `pid` (of our own pid namespace).
+pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: kill takes two integers.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(last_errno()))
+    }
+}

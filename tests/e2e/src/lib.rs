@@ -218,3 +218,52 @@ pub fn make_rootfs(root: &Path) {
     )
     .expect("group");
 }
+
+/// Where boot tests keep Debian root filesystems between runs (DESIGN.md §7).
+pub const DEBIAN_CACHE: &str = "/var/cache/berth-test";
+
+/// A Debian 12 rootfs made with debootstrap from the Debian mirror, with `include`d
+/// packages, cached under [`DEBIAN_CACHE`] (built once, under a lock, and renamed into
+/// place when complete). The cache directory is closed to other users, as berth requires.
+pub fn debian_rootfs(name: &str, include: &str) -> PathBuf {
+    let cache = Path::new(DEBIAN_CACHE);
+    std::fs::create_dir_all(cache).expect("create the Debian cache");
+    std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let done = cache.join(name);
+    let lock = std::fs::File::create(cache.join(format!(".{name}.lock"))).expect("lock file");
+    lock.lock().expect("lock the Debian cache");
+    if !done.join("etc/debian_version").exists() {
+        let tmp = cache.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mirror = std::env::var("BERTH_DEBIAN_MIRROR")
+            .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+        let out = Command::new("debootstrap")
+            .args([
+                "--variant=minbase",
+                &format!("--include={include}"),
+                "bookworm",
+            ])
+            .arg(&tmp)
+            .arg(&mirror)
+            .output()
+            .expect("run debootstrap (apt-get install debootstrap)");
+        assert!(
+            out.status.success(),
+            "debootstrap failed: {}",
+            text(&out.stdout)
+        );
+        std::fs::rename(&tmp, &done).expect("rename the rootfs into place");
+    }
+    done
+}
+
+/// Copies a cached rootfs into `dest` (cp -a: owners, modes, links as they are).
+pub fn copy_rootfs(src: &Path, dest: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dest)
+        .status()
+        .expect("cp");
+    assert!(ok.success(), "cp -a {} {}", src.display(), dest.display());
+}
