@@ -59,4 +59,4 @@ wrapper=$PWD/target/vm-tests.sh
 } > "$wrapper"
 chmod +x "$wrapper"
 echo "== cgroup v2 tests inside a VM ($vm)"
-BERTH_VM_ENV="BERTH_E2E_TMP=/tmp" "$vm" "$wrapper"
+BERTH_VM_MEM=${BERTH_VM_MEM:-2G} BERTH_VM_ENV="BERTH_E2E_TMP=/tmp" "$vm" "$wrapper"

@@ -99,7 +99,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
         };
         let (parent_sock, child_sock) =
             sync::pair().map_err(|e| berth(format!("socketpair: {e}")))?;
-        let cg = CgroupEntry::enter(&req.cgroup)?;
+        let cg = CgroupEntry::enter(&init_cgroups(req.pid, &req.cgroup))?;
         let forked = berth_sys::clone::clone3_checked(0, cg.v2.as_ref().map(AsFd::as_fd));
         if !matches!(forked, Ok(Forked::Child)) {
             cg.leave()?;
@@ -213,6 +213,41 @@ fn container_pty(pid: i32) -> Result<pty::Pty, LaunchError> {
         .map_err(|e| berth(format!("allocate a terminal in the container: {e}")))
 }
 
+/// The cgroups to join: where the container's init is in each of the container's
+/// hierarchies. An init that manages its cgroups (systemd) has moved itself to a leaf
+/// (init.scope), and on cgroup v2 only a leaf may take a process once its parent has
+/// controllers enabled; a path outside the container's own directory is never taken (the
+/// container's own directory is used instead).
+fn init_cgroups(pid: i32, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    dirs.iter()
+        .map(|dir| {
+            let Some(root) = dir.parent() else {
+                return dir.clone();
+            };
+            let v2 = !dir.join("tasks").exists();
+            let hierarchy = root.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let found = theirs.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, list, path) = (f.next()?, f.next()?, f.next()?);
+                let same = if v2 {
+                    list.is_empty()
+                } else {
+                    list == hierarchy
+                        || list
+                            .split(',')
+                            .any(|c| c == hierarchy || c.strip_prefix("name=") == Some(hierarchy))
+                };
+                same.then(|| root.join(path.trim_start_matches('/')))
+            });
+            match found {
+                Some(p) if p.starts_with(dir) && p.is_dir() => p,
+                _ => dir.clone(),
+            }
+        })
+        .collect()
+}
+
 /// The launcher's stay in the container's cgroup while it clones the helper.
 struct CgroupEntry {
     back: Vec<PathBuf>,
@@ -265,18 +300,25 @@ impl CgroupEntry {
     }
 }
 
-/// Our own directory in the v1 hierarchy that holds `container_dir` (its parent is the
-/// hierarchy's root, as berth creates containers' cgroups there).
-fn own_dir(own: &str, container_dir: &std::path::Path) -> Option<PathBuf> {
-    let root = container_dir.parent()?;
-    let hierarchy = root.file_name()?.to_str()?;
+/// Our own directory in the v1 hierarchy that holds `dir` (a directory under
+/// /sys/fs/cgroup/HIERARCHY/, at any depth).
+fn own_dir(own: &str, dir: &std::path::Path) -> Option<PathBuf> {
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let hierarchy = dir
+        .strip_prefix(base)
+        .ok()?
+        .components()
+        .next()?
+        .as_os_str()
+        .to_str()?;
+    let root = base.join(hierarchy);
     own.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, list, path) = (f.next()?, f.next()?, f.next()?);
-        let matches = list
-            .split(',')
-            .any(|c| c == hierarchy || c.strip_prefix("name=") == Some(hierarchy))
-            || list == hierarchy;
+        let matches = list == hierarchy
+            || list
+                .split(',')
+                .any(|c| c == hierarchy || c.strip_prefix("name=") == Some(hierarchy));
         matches.then(|| root.join(path.trim_start_matches('/')))
     })
 }

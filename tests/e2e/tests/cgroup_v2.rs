@@ -108,3 +108,51 @@ fn rustix_kill(pid: u32) -> std::io::Result<()> {
         Err(std::io::Error::other("kill failed"))
     }
 }
+
+/// Debian 12 with systemd on pure cgroup v2: the delegated cgroup2 tree lets systemd boot
+/// to `running`; exec joins the init's own leaf (init.scope), the only place a process may
+/// go once systemd has enabled controllers below the container's cgroup. Uses the rootfs the
+/// host's boot tests cached (tests/run.sh runs them first).
+#[test]
+fn debian_with_systemd_boots_on_v2() {
+    if !root_or_skip() || !pure_v2() {
+        return;
+    }
+    let cached = std::path::Path::new(berth_e2e::DEBIAN_CACHE).join("bookworm-systemd");
+    if !cached.join("etc/debian_version").exists() {
+        eprintln!("skipped: no cached Debian rootfs (run the host's boot tests first)");
+        return;
+    }
+    let w = World::new();
+    let rootfs = w.dir.path().join("debian");
+    berth_e2e::copy_rootfs(&cached, &rootfs);
+    let name = unique("v2deb");
+    let r = rootfs.to_str().expect("utf-8");
+    let out = w.run(&["create", r, &name, "-c", "privileged=true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = w.run(&["start", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut state = String::new();
+    for _ in 0..600 {
+        state = text(
+            &w.run(&["exec", &name, "--", "systemctl", "is-system-running"])
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        if state == "running" || state == "degraded" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let cg = text(
+        &w.run(&["exec", &name, "--", "cat", "/proc/self/cgroup"])
+            .stdout,
+    );
+    let stop = w.run(&["stop", &name, "--timeout", "60"]);
+    let _ = w.run(&["delete", "--force", &name]);
+    assert_eq!(state, "running");
+    assert_eq!(cg.trim(), "0::/init.scope");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(cgroups_of(&name).is_empty());
+}
