@@ -106,24 +106,10 @@ fn real_main() -> u8 {
         .map(|a| a.to_str().map(str::to_string))
         .collect();
     if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::run::parse_fast) {
-        let root = root
-            .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
-        if let Err(e) = init_logging(&level) {
-            eprintln!("berth: {e}");
-            return EXIT_BERTH_FAILED;
-        }
-        return finish(need_root().and_then(|()| cmd::run::main(&root, args)));
+        return fast(&level, root, |root| cmd::run::main(root, args));
     }
     if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::chroot::parse_fast) {
-        let root = root
-            .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
-        if let Err(e) = init_logging(&level) {
-            eprintln!("berth: {e}");
-            return EXIT_BERTH_FAILED;
-        }
-        return finish(need_root().and_then(|()| cmd::chroot::main(&root, args)));
+        return fast(&level, root, |root| cmd::chroot::main(root, args));
     }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -175,6 +161,23 @@ fn real_main() -> u8 {
         Command::Autostart(a) => sys::autostart(root, a),
         Command::Config(a) => sys::config(root, a),
     })
+}
+
+/// Runs a hand-parsed hot command (run, chroot): the state root from `--root`, BERTH_ROOT
+/// or the default, as clap would have chosen it.
+fn fast(
+    level: &str,
+    root: Option<PathBuf>,
+    command: impl FnOnce(&std::path::Path) -> Result<u8, Failure>,
+) -> u8 {
+    let root = root
+        .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
+    if let Err(e) = init_logging(level) {
+        eprintln!("berth: {e}");
+        return EXIT_BERTH_FAILED;
+    }
+    finish(need_root().and_then(|()| command(&root)))
 }
 
 /// Prints a failure (the whole chain, once) and returns the exit status.

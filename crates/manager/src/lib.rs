@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-mod lower;
+pub mod lower;
 pub mod ops;
 pub mod status;
 mod supervisor;

@@ -43,13 +43,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
     let id_map = if config.privileged {
         None
     } else {
-        let u = berth_store::subid::root_range(Path::new("/etc/subuid"))?;
-        let g = berth_store::subid::root_range(Path::new("/etc/subgid"))?;
-        Some(IdMap {
-            host_uid: u.start,
-            host_gid: g.start,
-            count: berth_store::subid::CONTAINER_IDS,
-        })
+        Some(id_map()?)
     };
     let net = match config.nets.first().map(|n| n.kind.as_str()) {
         Some("host") => NetMode::Host,
@@ -99,6 +93,18 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         terminal: true,
         close_fds: true,
         confine: true,
+    })
+}
+
+/// An unprivileged container's id mapping: container ids 0-65535 onto the start of root's
+/// subordinate ranges (/etc/subuid, /etc/subgid), which are added when root has none.
+pub fn id_map() -> Result<IdMap, Error> {
+    let u = berth_store::subid::root_range(Path::new("/etc/subuid"))?;
+    let g = berth_store::subid::root_range(Path::new("/etc/subgid"))?;
+    Ok(IdMap {
+        host_uid: u.start,
+        host_gid: g.start,
+        count: berth_store::subid::CONTAINER_IDS,
     })
 }
 

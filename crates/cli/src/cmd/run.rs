@@ -2,7 +2,7 @@
 
 use crate::Failure;
 use anyhow::{Context, anyhow};
-use berth_spec::{IdMap, Limits, NetMode, Plan, User, passwd, validate};
+use berth_spec::{Limits, NetMode, Plan, User, passwd, validate};
 use clap::{Args, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -286,13 +286,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
     let id_map = if a.privileged {
         None
     } else {
-        let u = berth_store::subid::root_range(Path::new("/etc/subuid"))?;
-        let g = berth_store::subid::root_range(Path::new("/etc/subgid"))?;
-        Some(IdMap {
-            host_uid: u.start,
-            host_gid: g.start,
-            count: berth_store::subid::CONTAINER_IDS,
-        })
+        Some(berth_manager::lower::id_map()?)
     };
     let command_is_default = a.command.is_empty();
     let command = if command_is_default {
