@@ -111,6 +111,9 @@ fn real_main() -> u8 {
     if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::chroot::parse_fast) {
         return fast(&level, root, |root| cmd::chroot::main(root, args));
     }
+    if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::system::parse_fast) {
+        return fast(&level, root, |root| cmd::system::exec(root, args));
+    }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -396,6 +399,52 @@ mod tests {
         ] {
             let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
             assert!(cmd::run::parse_fast(&argv).is_none(), "{line:?}");
+        }
+    }
+
+    /// The hand-written exec parser agrees with clap wherever it answers.
+    #[test]
+    fn fast_exec_parser_agrees_with_clap() {
+        let lines: &[&[&str]] = &[
+            &["berth", "exec", "web", "--", "true"],
+            &[
+                "berth",
+                "--root",
+                "/x",
+                "exec",
+                "web",
+                "-t",
+                "-u",
+                "1:2",
+                "--cwd=/tmp",
+                "-e",
+                "A=1",
+                "--env",
+                "B=2",
+                "--",
+                "sh",
+                "-c",
+                "exit 3",
+            ],
+            &["berth", "exec", "web", "--user=0", "--", "--odd-command"],
+        ];
+        for line in lines {
+            let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
+            let (_, _, fast) = cmd::system::parse_fast(&argv).expect("fast path answers");
+            let Command::Exec(slow) = Cli::try_parse_from(&argv).expect("clap parses").command
+            else {
+                panic!("not exec: {line:?}");
+            };
+            assert_eq!(fast, slow, "{line:?}");
+        }
+        for line in [
+            &["berth", "exec", "web"][..],
+            &["berth", "exec", "web", "true"],
+            &["berth", "exec", "--help"],
+            &["berth", "exec", "web", "--bogus", "--", "x"],
+        ] {
+            let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
+            assert!(cmd::system::parse_fast(&argv).is_none(), "{line:?}");
         }
     }
 

@@ -76,7 +76,7 @@ pub struct InfoArgs {
     format: Format,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, PartialEq)]
 pub struct ExecArgs {
     name: String,
     /// Allocate a pseudo-terminal (automatic when stdin and stdout are terminals).
@@ -283,6 +283,44 @@ pub fn info(root: &Path, a: InfoArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// `berth [--root DIR] [--log-level L] exec NAME [OPTIONS] -- COMMAND...` parsed by hand,
+/// as `run` is (exec is on the hot path of tools that drive containers); anything unusual
+/// goes to clap.
+pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, ExecArgs)> {
+    let (level, root, rest) = super::global_prefix(argv, "exec")?;
+    let mut it = rest.iter();
+    let name = it.next().filter(|n| !n.starts_with('-'))?.clone();
+    let mut a = ExecArgs {
+        name,
+        tty: false,
+        user: None,
+        cwd: None,
+        envs: Vec::new(),
+        command: Vec::new(),
+    };
+    loop {
+        let arg = it.next()?;
+        let (opt, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned());
+        match opt {
+            "--" => break,
+            "--tty" | "-t" if inline.is_none() => a.tty = true,
+            "--user" | "-u" => a.user = Some(value()?),
+            "--cwd" | "-w" => a.cwd = Some(value()?),
+            "--env" | "-e" => a.envs.push(value()?),
+            _ => return None,
+        }
+    }
+    a.command = it.cloned().collect();
+    if a.command.is_empty() {
+        return None;
+    }
+    Some((level, root, a))
 }
 
 pub fn exec(root: &Path, a: ExecArgs) -> Result<u8, Failure> {
