@@ -131,6 +131,33 @@ pub fn stop_signal(config: &Config, rootfs: &Path) -> i32 {
     }
 }
 
+/// sysvinit halts on SIGPWR only through a `powerfail` entry of /etc/inittab, which
+/// Debian's lacks (its `pf::powerwait` merely warns): add one that halts, as LXC's Debian
+/// template does. Only for a sysvinit rootfs (an inittab, an init that is neither systemd
+/// nor busybox) that has no such entry yet.
+pub fn prepare_sysvinit(rootfs: &Path, config: &Config) {
+    if stop_signal(config, rootfs) != libc::SIGPWR || config.stop_signal.is_some() {
+        return;
+    }
+    let Some(inittab) = berth_runtime::resolve::read_in_root(rootfs, "/etc/inittab", 1 << 20)
+    else {
+        return;
+    };
+    let has_powerfail = inittab
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| l.split(':').nth(2) == Some("powerfail"));
+    if has_powerfail {
+        return;
+    }
+    let text = format!(
+        "{inittab}\n# Added by berth: `berth stop` sends SIGPWR to halt cleanly.\np0::powerfail:/sbin/init 0\n"
+    );
+    if let Err(e) = berth_runtime::resolve::replace_in_root(rootfs, "/etc/inittab", &text) {
+        tracing::warn!("could not add a powerfail entry to /etc/inittab: {e}");
+    }
+}
+
 /// Follows the symlinks of `path` inside `rootfs` (a few levels, never leaving it) to find
 /// what the init really is.
 fn resolve_in(rootfs: &Path, path: &str) -> PathBuf {

@@ -116,9 +116,13 @@ impl Manager {
             .create_container_with(name, &config.to_toml()?, |dir| {
                 // The container's own copy of the image (copy-on-write instances come with the
                 // images issue); a path rootfs is used in place.
-                if copy_image {
+                let rootfs = if copy_image {
                     berth_store::copy::copy_tree(&source_rootfs, &dir.join("rootfs"))?;
-                }
+                    dir.join("rootfs")
+                } else {
+                    source_rootfs.clone()
+                };
+                lower::prepare_sysvinit(&rootfs, &config);
                 Ok(())
             })?;
         Ok(())

@@ -205,3 +205,49 @@ pub fn open_as_container(
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
 }
+
+/// Replaces a small regular file inside the root with `text`, atomically (a temporary file
+/// in the same directory, renamed over it), resolving the path as the container would and
+/// keeping the file's mode. Refuses anything but a regular file.
+pub fn replace_in_root(rootfs: &std::path::Path, path: &str, text: &str) -> Result<(), Errno> {
+    use std::io::Write;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let (dir, name) = path
+        .trim_start_matches('/')
+        .rsplit_once('/')
+        .unwrap_or((".", path));
+    let dirfd = rustix::fs::openat2(
+        &root,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )?;
+    let st = rustix::fs::statat(&dirfd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+        return Err(Errno::INVAL);
+    }
+    let tmp = format!(".{name}.berth-new");
+    let fd = rustix::fs::openat(
+        &dirfd,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    let owned = rustix::fs::fchown(
+        &f,
+        Some(rustix::process::Uid::from_raw(st.st_uid)),
+        Some(rustix::process::Gid::from_raw(st.st_gid)),
+    );
+    if written.is_err() || owned.is_err() {
+        let _ = rustix::fs::unlinkat(&dirfd, tmp.as_str(), rustix::fs::AtFlags::empty());
+        return Err(Errno::IO);
+    }
+    rustix::fs::renameat(&dirfd, tmp.as_str(), &dirfd, name)
+}

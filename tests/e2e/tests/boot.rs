@@ -74,3 +74,41 @@ fn debian_with_systemd_boots_privileged() {
     }
     boot_and_stop(true);
 }
+
+/// Debian with sysvinit: boots to runlevel 2; `berth stop` sends SIGPWR, which halts
+/// through the powerfail entry berth adds to /etc/inittab at create.
+#[test]
+fn debian_with_sysvinit_boots_and_halts() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let cached = debian_rootfs("bookworm-sysvinit", "sysvinit-core,iproute2,ifupdown");
+    let rootfs = w.dir.path().join("debian");
+    copy_rootfs(&cached, &rootfs);
+    let name = unique("sysv");
+    let out = w.run(&["create", rootfs.to_str().expect("utf-8"), &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inittab = std::fs::read_to_string(rootfs.join("etc/inittab")).expect("inittab");
+    assert!(inittab.contains("p0::powerfail:/sbin/init 0"));
+    let out = w.run(&["start", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut level = String::new();
+    while Instant::now() < deadline {
+        level = text(&w.run(&["exec", &name, "--", "runlevel"]).stdout)
+            .trim()
+            .to_string();
+        if level == "N 2" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = w.run(&["stop", &name, "--timeout", "60"]);
+    let log = text(&w.run(&["logs", &name]).stdout);
+    let _ = w.run(&["delete", "--force", &name]);
+    assert_eq!(level, "N 2", "console:\n{log}");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(log.contains("Will now halt"), "console:\n{log}");
+    assert!(cgroups_of(&name).is_empty());
+}
