@@ -131,6 +131,21 @@ pub fn stop_signal(config: &Config, rootfs: &Path) -> i32 {
     }
 }
 
+/// Writes the container's hostname into the rootfs's /etc/hostname, where an init (systemd,
+/// Debian's hostname.sh) reads it at boot and would otherwise set the name the rootfs came
+/// with. Only an existing regular file is replaced.
+pub fn write_hostname(rootfs: &Path, hostname: &str) {
+    if berth_runtime::resolve::read_in_root(rootfs, "/etc/hostname", 4096).is_some()
+        && let Err(e) = berth_runtime::resolve::replace_in_root(
+            rootfs,
+            "/etc/hostname",
+            &format!("{hostname}\n"),
+        )
+    {
+        tracing::warn!("could not write /etc/hostname: {e}");
+    }
+}
+
 /// sysvinit halts on SIGPWR only through a `powerfail` entry of /etc/inittab, which
 /// Debian's lacks (its `pf::powerwait` merely warns): add one that halts, as LXC's Debian
 /// template does. Only for a sysvinit rootfs (an inittab, an init that is neither systemd

@@ -123,6 +123,7 @@ impl Manager {
                     source_rootfs.clone()
                 };
                 lower::prepare_sysvinit(&rootfs, &config);
+                lower::write_hostname(&rootfs, config.hostname.as_deref().unwrap_or(name));
                 Ok(())
             })?;
         Ok(())

@@ -45,16 +45,21 @@ fn boot_and_stop(privileged: bool) {
         ])
         .stdout,
     );
-    let stop = w.run(&["stop", &name, "--timeout", "60"]);
+    // The container's name, not the one the rootfs came with (systemd reads /etc/hostname).
+    let host = text(&w.run(&["exec", &name, "--", "hostname"]).stdout);
+    let began = Instant::now();
+    let stop = w.run(&["stop", &name, "--timeout", "120"]);
+    let took = began.elapsed();
     let log = text(&w.run(&["logs", &name]).stdout);
     let _ = w.run(&["delete", "--force", &name]);
     assert_eq!(state, "running", "failed units: {failed}\nconsole:\n{log}");
     assert_eq!(failed.trim(), "", "failed units");
+    assert_eq!(host.trim(), name);
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     // systemd powered off by itself on its halt signal (SIGRTMIN+3), not killed.
     assert!(
         log.contains("Halting system") || log.contains("Powering off"),
-        "console:\n{log}"
+        "stop took {took:?}; console:\n{log}"
     );
     assert!(cgroups_of(&name).is_empty(), "{:?}", cgroups_of(&name));
 }
