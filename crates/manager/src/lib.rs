@@ -34,6 +34,10 @@ pub enum Error {
     Running(String),
     #[error("container {0:?} is not running (start it with `berth start {0}`)")]
     NotRunning(String),
+    #[error("container {0:?} is frozen: `berth unfreeze {0}` first")]
+    Frozen(String),
+    #[error("the rootfs of container {0:?} is missing ({1}); recreate the container")]
+    RootfsMissing(String, String),
     #[error(
         "container {0:?} is running: stop it first (`berth stop {0}`) or delete it with --force"
     )]

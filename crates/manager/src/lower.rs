@@ -10,8 +10,16 @@ use std::path::{Path, PathBuf};
 /// The root filesystem of container `name`: its own copy of its image, or its path.
 pub fn container_rootfs(store: &Store, name: &str, config: &Config) -> Result<PathBuf, Error> {
     let own = store.container_dir(name).join("rootfs");
-    if config.rootfs.image.is_some() && own.is_dir() {
-        return Ok(own);
+    if config.rootfs.image.is_some() {
+        // Its own copy, never the image itself, which other containers share.
+        return if own.is_dir() {
+            Ok(own)
+        } else {
+            Err(Error::RootfsMissing(
+                name.to_string(),
+                own.display().to_string(),
+            ))
+        };
     }
     rootfs(store, config)
 }

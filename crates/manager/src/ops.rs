@@ -181,7 +181,11 @@ impl Manager {
             state.stop_signal
         };
         send(&init, signal)?;
-        if !wait_halt(&init, &cgroup, state.pid, signal, opts.timeout) {
+        // A frozen container takes no signal until it is thawed.
+        if cgroup.is_frozen() {
+            cgroup.set_frozen(false)?;
+        }
+        if opts.force || !wait_halt(&init, &cgroup, state.pid, signal, opts.timeout) {
             cgroup.kill_all()?;
             if !wait_exit(&init, Duration::from_secs(5)) {
                 cgroup.release();
@@ -319,7 +323,7 @@ impl Manager {
 
     /// `berth console`: attaches to the console the supervisor holds, until Ctrl-a q.
     /// Returns true when the user detached (false: the container's console went away).
-    pub fn console(&self, name: &str) -> Result<bool, Error> {
+    pub fn console(&self, name: &str, connected: impl FnOnce()) -> Result<bool, Error> {
         self.config(name)?;
         let state = self
             .running_state(name)?
@@ -348,6 +352,7 @@ impl Manager {
             what: "connect to the console",
             errno,
         })?;
+        connected();
         berth_runtime::relay::console(&sock).map_err(|errno| Error::Sys {
             what: "relay the console",
             errno,
@@ -360,6 +365,9 @@ impl Manager {
         let state = self
             .running_state(name)?
             .ok_or_else(|| Error::NotRunning(name.to_string()))?;
+        if Cgroup::adopt(&paths(&state)).is_frozen() {
+            return Err(Error::Frozen(name.to_string()));
+        }
         let (uid, gid) = opts.user.unwrap_or((0, None));
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), berth_runtime::exec::DEFAULT_PATH.into()),

@@ -75,6 +75,10 @@ fn supervise(
     let _ = rustix::process::setsid();
     let _ = berth_sys::proc::set_name(&format!("berth: {name}"));
     detach_stdio();
+    // Nothing of the caller's stays with a long-lived process: its descriptors (a pipe it
+    // waits on would never close), its working directory (it would pin that filesystem).
+    berth_sys::exec::close_all_but(&[rustix::fd::AsRawFd::as_raw_fd(&report)]);
+    let _ = rustix::process::chdir("/");
     let mask = berth_sys::signal::block(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP]).map_err(
         |errno| Error::Sys {
             what: "block signals",
@@ -216,7 +220,10 @@ fn event_loop(store: &Store, name: &str, running: &Running) {
                 clients.remove(i);
             }
             if let (Some(l), true) = (&listener, ready.get(2).copied().unwrap_or(false))
-                && let Ok(c) = rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC)
+                && let Ok(c) = rustix::net::accept_with(
+                    l,
+                    rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+                )
             {
                 clients.push(c);
             }

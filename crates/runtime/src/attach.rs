@@ -100,6 +100,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
         let (parent_sock, child_sock) =
             sync::pair().map_err(|e| berth(format!("socketpair: {e}")))?;
         let cg = CgroupEntry::enter(&init_cgroups(req.pid, &req.cgroup))?;
+        let launcher_pid = std::process::id() as i32;
         let forked = berth_sys::clone::clone3_checked(0, cg.v2.as_ref().map(AsFd::as_fd));
         if !matches!(forked, Ok(Forked::Child)) {
             cg.leave()?;
@@ -110,6 +111,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
                 drop(parent_sock);
                 helper_main(
                     req,
+                    launcher_pid,
                     pidfd.as_fd(),
                     ns,
                     child_sock.as_fd(),
@@ -129,7 +131,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
             return Err(LaunchError { code, message });
         }
         let relay = terminal.map(|t| pty::Relay::new(t.master));
-        crate::relay::wait(helper, &helper_fd, &sigfd, relay, !req.terminal)
+        crate::relay::wait(helper, &helper_fd, &sigfd, relay, false)
             .map_err(|e| berth(format!("wait for the command: {e}")))
     })();
     // The mask stays: the caller exits next, and a pending signal must not kill it first.
@@ -139,6 +141,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, LaunchError> {
 /// The exec helper: joins the container, drops privileges, spawns the command, waits.
 fn helper_main(
     req: &ExecRequest,
+    launcher: i32,
     init: BorrowedFd<'_>,
     ns: u64,
     sock: BorrowedFd<'_>,
@@ -160,9 +163,13 @@ fn helper_main(
     {
         fail(125, e, format!("become root in the container: {e}"));
     }
+    // A session of its own whatever happens: the command must not reach the caller's
+    // terminal through /dev/tty.
+    if let Err(e) = rustix::process::setsid() {
+        fail(125, e, format!("start a session: {e}"));
+    }
     if let Some(t) = terminal {
-        let ok = rustix::process::setsid()
-            .and_then(|_| rustix::process::ioctl_tiocsctty(&t.slave))
+        let ok = rustix::process::ioctl_tiocsctty(&t.slave)
             .and_then(|()| rustix::stdio::dup2_stdin(&t.slave))
             .and_then(|()| rustix::stdio::dup2_stdout(&t.slave))
             .and_then(|()| rustix::stdio::dup2_stderr(&t.slave));
@@ -182,6 +189,12 @@ fn helper_main(
         cwd: &req.cwd,
     }) {
         fail(125, e, m);
+    }
+    // If `berth exec` dies, so does the helper, and with it the command (set after the
+    // credentials change, which clears it; then checked, in case the launcher already went).
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() != launcher) {
+        berth_sys::clone::exit_now(125);
     }
     let name = req.command.first().cloned().unwrap_or_default();
     let describe = |f: &exec::ExecFailure| {
@@ -209,7 +222,7 @@ fn helper_main(
 
 /// A pty from the container's devpts, opened through its root as the host sees it.
 fn container_pty(pid: i32) -> Result<pty::Pty, LaunchError> {
-    pty::Pty::open_at(&format!("/proc/{pid}/root/dev"))
+    pty::Pty::open_at(&format!("/proc/{pid}/root"))
         .map_err(|e| berth(format!("allocate a terminal in the container: {e}")))
 }
 

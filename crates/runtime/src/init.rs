@@ -41,7 +41,10 @@ fn forward(pid: i32, signo: i32) {
 fn reap(command: i32) -> Option<i32> {
     let mut result = None;
     loop {
-        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        // wait(2)-style (any child): waitpid(None) would be wait4(0), only our process
+        // group, and a command that changes its group (setsid, an interactive shell) would
+        // never be reaped.
+        match rustix::process::wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
                 if pid.as_raw_nonzero().get() == command {
                     result = Some(

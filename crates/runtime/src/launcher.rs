@@ -61,7 +61,6 @@ pub struct Running {
 /// Must be called from a single-threaded process: it clones with new user and mount
 /// namespaces, which the kernel refuses to a multi-threaded one.
 pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
-    crate::preflight::check(plan)?;
     // Blocked before the clone, so that no signal meant for the container is lost before
     // the wait loop reads them; SIGPIPE too, so that a closed pipe cannot kill the launcher
     // before it has cleaned up.
@@ -97,6 +96,9 @@ pub fn run(plan: &Plan, host: &Host) -> Result<i32, LaunchError> {
 ///
 /// Must be called from a single-threaded process (see [`run`]).
 pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Running, LaunchError> {
+    // Every launch, run and system container alike: bad input costs nothing, and an
+    // unprivileged rootfs must be out of other users' reach.
+    crate::preflight::check(plan)?;
     let layout = match (&host.cgroups, plan.cgroup || plan.cgroupns) {
         (Some(l), _) => Some(l),
         (None, false) => None,

@@ -32,12 +32,33 @@ impl Pty {
 
     /// Allocates a pty from the devpts mounted at `dev`/pts (another mount namespace's,
     /// reached through /proc/PID/root): the slave's name is then valid in there.
-    pub fn open_at(dev: &str) -> Result<Pty, Errno> {
-        let master = rustix::fs::open(
-            format!("{dev}/pts/ptmx"),
-            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
+    ///
+    /// The container controls everything below its root: the path is resolved inside it
+    /// without following any symlink, and what opens must be a devpts ptmx (character device
+    /// 5:2), or host root would open a file of the container's choosing.
+    pub fn open_at(root: &str) -> Result<Pty, Errno> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let root = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
         )?;
+        let master = rustix::fs::openat2(
+            &root,
+            "dev/pts/ptmx",
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let st = rustix::fs::fstat(&master)?;
+        let is_ptmx = rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::CharacterDevice
+            && rustix::fs::major(st.st_rdev) == 5
+            && rustix::fs::minor(st.st_rdev) == 2;
+        if !is_ptmx {
+            return Err(Errno::NODEV);
+        }
+        rustix::fs::fcntl_setfl(&master, OFlags::RDWR)?;
         rustix::pty::unlockpt(&master)?;
         // The slave straight from the master (TIOCGPTPEER): no path to resolve.
         let slave = rustix::pty::ioctl_tiocgptpeer(

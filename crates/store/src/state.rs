@@ -31,9 +31,20 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// Whether `pid` is still the process that started at `start`.
+/// Whether `pid` is still the process that started at `start`, and not a zombie (dead,
+/// waiting to be reaped).
 pub fn same_process(pid: i32, start: u64) -> bool {
-    pid > 0 && start_time(pid) == Some(start)
+    pid > 0 && start_time(pid) == Some(start) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.get(s.rfind(')')? + 2..)
+                .map(|r| r.starts_with('Z') || r.starts_with('X'))
+        })
+        .unwrap_or(true)
 }
 
 impl State {

@@ -149,3 +149,21 @@ extern "C" fn spawned_child(arg: *mut libc::c_void) -> libc::c_int {
         .store(e.raw_os_error(), std::sync::atomic::Ordering::SeqCst);
     127
 }
+
+/// Closes every descriptor above stderr except those in `keep` (a process that outlives its
+/// caller must not hold the caller's pipes open).
+pub fn close_all_but(keep: &[std::os::fd::RawFd]) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in open {
+        // SAFETY: closing numbers this process owns that no Rust object here will use again:
+        // the caller's inherited descriptors (the directory listing above is already closed).
+        unsafe { libc::close(fd) };
+    }
+}

@@ -353,3 +353,13 @@ fn the_command_is_pid_2_under_berths_init_and_alone() {
     assert_eq!(v["pid"], 2);
     assert_eq!(v["procs"], serde_json::json!([1, 2]));
 }
+
+#[test]
+fn a_command_that_leaves_its_process_group_is_reaped() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let out = run(&w, &[w.rootfs_str(), "--", "setsid", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+}

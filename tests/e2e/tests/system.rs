@@ -446,3 +446,96 @@ sys.exit(os.waitstatus_to_exitcode(st))
     // Still running after the detach.
     assert_eq!(info(&w, &c.name)["state"], "running");
 }
+
+#[test]
+fn second_review_regressions() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    // A command that changes its process group is still reaped (wait on any child).
+    let out = w.run(&["exec", &c.name, "--", "setsid", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    // exec without a terminal has no controlling terminal of the caller's.
+    let out = ok(
+        &w,
+        &[
+            "exec",
+            &c.name,
+            "--",
+            "sh",
+            "-c",
+            "echo x > /dev/tty 2>/dev/null && echo reached || echo none",
+        ],
+    );
+    assert_eq!(out, "none\n");
+    // exec into a frozen container is refused (it would freeze with it); stop --force works.
+    ok(&w, &["freeze", &c.name]);
+    let out = w.run(&["exec", &c.name, "--", "true"]);
+    assert!(
+        text(&out.stderr).contains("frozen"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&w, &["stop", "--force", &c.name]);
+    assert_eq!(info(&w, &c.name)["state"], "stopped");
+    // The supervisor keeps none of the caller's descriptors: a pipe on fd 7 closes at once.
+    let line = format!(
+        "{} --root {} start {} 7>&1 | cat",
+        berth_e2e::bin("berth").display(),
+        w.state.display(),
+        c.name
+    );
+    let started = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::null())
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "start held the caller's pipe"
+    );
+    // A container made from an image never boots on the shared image itself.
+    ok(&w, &["stop", &c.name]);
+    std::fs::remove_dir_all(w.state.join("containers").join(&c.name).join("rootfs")).expect("rm");
+    let out = w.run(&["start", &c.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("rootfs"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_system_container_on_a_public_rootfs_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("pub");
+    ok(&w, &["create", w.rootfs_str(), &name]);
+    std::fs::set_permissions(
+        w.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let out = w.run(&["start", &name]);
+    std::fs::set_permissions(
+        w.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("reachable by every user"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(cgroups_of(&name).is_empty());
+    let _ = w.run(&["delete", &name]);
+}

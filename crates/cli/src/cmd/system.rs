@@ -386,11 +386,14 @@ pub fn autostart(root: &Path, a: AutostartArgs) -> Result<u8, Failure> {
 
 pub fn console(root: &Path, a: NameArg) -> Result<u8, Failure> {
     let m = manager(root)?;
-    eprintln!(
-        "berth: connected to the console of {}; type Ctrl-a q to detach",
-        a.name
-    );
-    let detached = m.console(&a.name).map_err(fail)?;
+    let detached = m
+        .console(&a.name, || {
+            eprintln!(
+                "berth: connected to the console of {}; type Ctrl-a q to detach",
+                a.name
+            )
+        })
+        .map_err(fail)?;
     eprintln!();
     eprintln!(
         "berth: {}",
@@ -446,20 +449,35 @@ pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
         }
         ConfigOp::Edit { name } => {
             let text = m.config(&name).map_err(fail)?.to_toml().map_err(fail)?;
-            let tmp =
-                std::env::temp_dir().join(format!("berth-{name}-{}.toml", std::process::id()));
-            std::fs::write(&tmp, &text).map_err(fail)?;
-            let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
-            let ok = std::process::Command::new(&editor)
-                .arg(&tmp)
-                .status()
+            // A private temporary file (created exclusively, mode 0600) in the container's
+            // own directory: never a predictable name in /tmp that another user could plant.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".edit-")
+                .suffix(".toml")
+                .tempfile_in(m.store.container_dir(&name))
                 .map_err(fail)?;
-            let edited = std::fs::read_to_string(&tmp).map_err(fail);
-            let _ = std::fs::remove_file(&tmp);
-            if !ok.success() {
-                return Err(fail(anyhow!("{editor} failed; nothing changed")));
+            {
+                use std::io::Write;
+                tmp.write_all(text.as_bytes()).map_err(fail)?;
             }
-            m.config_replace(&name, &edited?).map_err(fail)?;
+            let editor = std::env::var("VISUAL")
+                .or_else(|_| std::env::var("EDITOR"))
+                .unwrap_or_else(|_| "vi".into());
+            // Through the shell, as git does: EDITOR may carry arguments ("code --wait").
+            let status = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("berth-edit")
+                .arg(tmp.path())
+                .status()
+                .map_err(|e| fail(anyhow!("run the editor {editor:?}: {e}")))?;
+            if !status.success() {
+                return Err(fail(anyhow!(
+                    "the editor {editor:?} failed; nothing changed"
+                )));
+            }
+            let edited = std::fs::read_to_string(tmp.path()).map_err(fail)?;
+            m.config_replace(&name, &edited).map_err(fail)?;
         }
     }
     Ok(0)
