@@ -101,6 +101,11 @@ impl Relay {
     /// Relays `master` to the caller's terminal, which is put in raw mode until the relay is
     /// dropped.
     pub fn new(master: OwnedFd) -> Relay {
+        // Non-blocking, so that the relay never waits on the terminal while the command
+        // waits on the relay (see relay::feed).
+        if let Ok(flags) = rustix::fs::fcntl_getfl(&master) {
+            let _ = rustix::fs::fcntl_setfl(&master, flags | rustix::fs::OFlags::NONBLOCK);
+        }
         Relay {
             master,
             _raw: RawMode::enter(),

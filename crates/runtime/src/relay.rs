@@ -49,11 +49,16 @@ pub fn wait(
                 copy(&r.master, stdout, &mut buf);
             }
             if stdin_open && ready.get(3).is_some_and(|f| !f.is_empty()) {
-                stdin_open = copy(stdin, &r.master, &mut buf);
+                stdin_open = match rustix::io::read(stdin, &mut buf) {
+                    Ok(0) => false,
+                    Ok(n) => feed(&r.master, &buf[..n], stdout),
+                    Err(Errno::INTR | Errno::AGAIN) => true,
+                    Err(_) => false,
+                };
                 if !stdin_open {
                     // End of our input: the terminal's end-of-file character, so that a
                     // command reading the pty sees it too.
-                    write_all(&r.master, b"\x04");
+                    feed(&r.master, b"\x04", stdout);
                 }
             }
         }
@@ -109,6 +114,38 @@ fn on_signal(
             let _ = berth_sys::signal::pidfd_send(pidfd, signo);
         }
     }
+}
+
+/// Writes `data` to the pty master (non-blocking). When the terminal's input queue is full,
+/// the command's output is let out meanwhile: a command echoing what it reads (cat, a shell)
+/// would otherwise wait for us to read while we wait for it to read.
+fn feed(master: &OwnedFd, mut data: &[u8], out: impl AsFd) -> bool {
+    let mut spare = vec![0u8; 16 * 1024];
+    while !data.is_empty() {
+        match rustix::io::write(master, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                let mut fds = [PollFd::new(master, PollFlags::IN | PollFlags::OUT)];
+                let wait = rustix::event::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                if poll(&mut fds, Some(&wait)).is_err() {
+                    return false;
+                }
+                let revents = fds[0].revents();
+                if revents.contains(PollFlags::IN) && !copy(master, &out, &mut spare) {
+                    return false;
+                }
+                if revents.intersects(PollFlags::HUP | PollFlags::ERR) {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Copies what is available from `from` to `to`; false at end-of-file or error.

@@ -363,3 +363,23 @@ fn a_command_that_leaves_its_process_group_is_reaped() {
     let out = run(&w, &[w.rootfs_str(), "--", "setsid", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn a_terminal_takes_more_input_than_its_queue_holds() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let line = format!(
+        "seq 3000 | {} --root {} run -t {} -- cat | tail -n 1",
+        berth_e2e::bin("berth").display(),
+        w.state.display(),
+        w.rootfs_str()
+    );
+    let out = Command::new("timeout")
+        .args(["-k", "5", "60", "sh", "-c", &line])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh");
+    assert_eq!(text(&out.stdout).trim(), "3000", "{}", text(&out.stderr));
+}
