@@ -27,7 +27,12 @@ enum Target {
 /// listed (0: the cgroup was empty). Processes forked meanwhile are caught by calling again.
 pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
     let procs = dir.join("cgroup.procs");
-    let listed = parse_pids(&read_file(&procs)?);
+    // A cgroup removed meanwhile (by a container's supervisor, say) holds no process.
+    let text = match std::fs::read_to_string(&procs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        _ => read_file(&procs)?,
+    };
+    let listed = parse_pids(&text);
     if listed.is_empty() {
         return Ok(0);
     }

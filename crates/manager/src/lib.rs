@@ -28,7 +28,7 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error("{}", .0.message)]
     Launch(LaunchError),
-    #[error("detect the cgroup layout: {0}")]
+    #[error("cgroup: {0}")]
     Cgroups(#[from] berth_cgroups::Error),
     #[error("container {0:?} is already running")]
     Running(String),

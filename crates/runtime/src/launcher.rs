@@ -53,6 +53,10 @@ pub struct Running {
     pub cgroup: Option<Cgroup>,
     /// The master of its terminal, when the plan asked for one.
     pub console: Option<OwnedFd>,
+    /// A system container's supervisor keeps the terminal's other end too: without it the
+    /// master reports EIO whenever no process inside holds the console, and a poll loop on
+    /// it would spin.
+    pub console_slave: Option<OwnedFd>,
 }
 
 /// Launches `plan` and waits for its command. Returns the command's exit status (128+N when
@@ -212,6 +216,10 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         pid,
         pidfd,
         cgroup,
+        console_slave: terminal
+            .as_ref()
+            .filter(|_| !plan.init_stub)
+            .and_then(|t| t.slave.try_clone().ok()),
         console: terminal.map(|t| t.master),
     })
 }

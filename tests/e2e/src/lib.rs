@@ -145,21 +145,25 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The cgroup directories of container NAME still present on the host.
+/// The cgroup directories of container NAME still present on the host: a system
+/// container's (berth-NAME) or a `run --name NAME` container's (berth-run.NAME).
 pub fn cgroups_of(name: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
         return found;
     };
-    let want = format!("berth-{name}");
-    for e in entries.flatten() {
-        let p = e.path().join(&want);
-        if p.exists() {
-            found.push(p);
+    let roots: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+        .collect();
+    for want in [format!("berth-{name}"), format!("berth-run.{name}")] {
+        for root in &roots {
+            let p = root.join(&want);
+            if p.exists() {
+                found.push(p);
+            }
         }
-    }
-    if Path::new("/sys/fs/cgroup").join(&want).exists() {
-        found.push(Path::new("/sys/fs/cgroup").join(&want));
     }
     found
 }

@@ -28,7 +28,11 @@ fn boot_and_stop(privileged: bool) {
     while Instant::now() < deadline {
         let out = w.run(&["exec", &name, "--", "systemctl", "is-system-running"]);
         state = text(&out.stdout).trim().to_string();
-        if state != "starting" && state != "initializing" && !state.is_empty() {
+        // "offline" and "initializing" come before systemd answers for the whole system.
+        if matches!(
+            state.as_str(),
+            "running" | "degraded" | "maintenance" | "stopping"
+        ) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -67,7 +67,7 @@ fn the_container_runs_in_its_own_cgroup_while_it_lives() {
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn berth");
-    let dir = std::path::Path::new("/sys/fs/cgroup").join(format!("berth-{name}"));
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(format!("berth-run.{name}"));
     let mut procs = String::new();
     for _ in 0..100 {
         procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();

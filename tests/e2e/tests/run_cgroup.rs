@@ -80,7 +80,7 @@ fn the_container_has_its_own_cgroup_while_it_runs_and_none_after() {
     for c in ["memory", "pids", "cpu"] {
         let dir = Path::new("/sys/fs/cgroup")
             .join(c)
-            .join(format!("berth-{name}"));
+            .join(format!("berth-run.{name}"));
         assert!(
             dir.is_dir(),
             "{} is missing while the container runs",

@@ -207,9 +207,11 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
             "--pids must be at least 2: berth's init and the command are both processes of the container"
         ));
     }
+    // Its cgroup is berth-run.NAME: the '.' keeps run containers apart from system
+    // containers (berth-NAME), whose names cannot contain one.
     let name = match &a.name {
-        Some(n) => validate::name(n)?.to_string(),
-        None => format!("run-{}", std::process::id()),
+        Some(n) => format!("run.{}", validate::name(n)?),
+        None => format!("run.{}", std::process::id()),
     };
 
     let is_path = a.source.contains('/') || a.source == "." || a.source == "..";
