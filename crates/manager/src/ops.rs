@@ -154,11 +154,21 @@ impl Manager {
         }
         let plan = lower::plan(&self.store, name, &config)?;
         let stop_signal = lower::stop_signal(&config, &plan.rootfs);
+        let layout = berth_cgroups::Layout::detect()?;
+        // With no live state, anything in this container's cgroup is an orphan: left by a
+        // supervisor killed before it recorded the container, or by a crash.
+        let leftovers = container_cgroup_dirs(&layout, name);
+        Cgroup::adopt(&leftovers).remove()?;
         let host = berth_runtime::Host {
-            cgroups: Some(berth_cgroups::Layout::detect()?),
+            cgroups: Some(layout),
             cache_dir: self.store.root().join("cache"),
         };
-        supervisor::spawn(&self.store, name, &plan, &host, stop_signal, lock)
+        let started = supervisor::spawn(&self.store, name, &plan, &host, stop_signal, lock);
+        if started.is_err() && self.store.read_state(name).ok().flatten().is_none() {
+            // The supervisor died before recording the container: end what it started.
+            let _ = Cgroup::adopt(&leftovers).remove();
+        }
+        started
     }
 
     /// `berth stop`: the init's halt signal, then (after the timeout) everything in the
@@ -420,6 +430,17 @@ pub type Outcome = (String, Result<(), Error>);
 /// A duration as config.toml writes it ("5s", "500ms"); validated when the config was.
 fn humantime_parse(text: &str) -> Option<Duration> {
     berth_spec::config::parse_duration(text)
+}
+
+/// Where container `name`'s cgroup directories are, in `layout`.
+fn container_cgroup_dirs(layout: &berth_cgroups::Layout, name: &str) -> Vec<PathBuf> {
+    let dir = berth_runtime::launcher::cgroup_name(name);
+    layout
+        .v1
+        .iter()
+        .map(|h| h.mount_point.join(&dir))
+        .chain(layout.unified.iter().map(|u| u.join(&dir)))
+        .collect()
 }
 
 pub(crate) fn paths(state: &State) -> Vec<PathBuf> {

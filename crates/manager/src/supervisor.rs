@@ -109,6 +109,7 @@ fn supervise(
             .map(|c| c.paths().iter().map(|p| p.display().to_string()).collect())
             .unwrap_or_default(),
         stop_signal,
+        boot_id: berth_store::state::boot_id(),
     };
     if let Err(e) = store.write_state(name, &state) {
         let _ = report.write_all(format!("err record the state: {e}").as_bytes());

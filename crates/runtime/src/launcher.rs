@@ -310,6 +310,6 @@ fn write_id_maps(pid: i32, map: &IdMap) -> Result<(), LaunchError> {
 }
 
 /// cgroup directory name of a container.
-fn cgroup_name(name: &str) -> String {
+pub fn cgroup_name(name: &str) -> String {
     format!("berth-{name}")
 }

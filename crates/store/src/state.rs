@@ -20,6 +20,17 @@ pub struct State {
     pub cgroup: Vec<String>,
     /// The signal that halts its init cleanly.
     pub stop_signal: i32,
+    /// The boot this record belongs to (/proc/sys/kernel/random/boot_id): after a reboot a
+    /// pid and start time can match an unrelated process.
+    #[serde(default)]
+    pub boot_id: String,
+}
+
+/// This boot's id.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The start time of process `pid` in clock ticks since boot, or None when there is no such
@@ -50,11 +61,15 @@ fn is_zombie(pid: i32) -> bool {
 impl State {
     /// The init is alive (and is the one recorded).
     pub fn init_alive(&self) -> bool {
-        same_process(self.pid, self.pid_start)
+        self.this_boot() && same_process(self.pid, self.pid_start)
     }
 
     pub fn supervisor_alive(&self) -> bool {
-        same_process(self.supervisor_pid, self.supervisor_start)
+        self.this_boot() && same_process(self.supervisor_pid, self.supervisor_start)
+    }
+
+    fn this_boot(&self) -> bool {
+        self.boot_id.is_empty() || self.boot_id == boot_id()
     }
 }
 
@@ -124,6 +139,7 @@ mod tests {
             started_at: 5,
             cgroup: vec!["/sys/fs/cgroup/memory/berth-web".into()],
             stop_signal: 12,
+            boot_id: boot_id(),
         };
         s.write_state("web", &st).expect("write");
         assert_eq!(s.read_state("web").expect("read"), Some(st));
