@@ -36,3 +36,12 @@ fn global_prefix<'a>(
         }
     }
 }
+
+/// `--option=value` split into the option and its inline value (None for `--option` or a
+/// short option), for the hand-written parsers.
+fn split_inline(arg: &str) -> (&str, Option<String>) {
+    match arg.split_once('=') {
+        Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
+        _ => (arg, None),
+    }
+}

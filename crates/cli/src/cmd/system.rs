@@ -302,10 +302,7 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, ExecArgs)
     };
     loop {
         let arg = it.next()?;
-        let (opt, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
+        let (opt, inline) = super::split_inline(arg);
         let mut value = || inline.clone().or_else(|| it.next().cloned());
         match opt {
             "--" => break,
