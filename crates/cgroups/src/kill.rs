@@ -29,8 +29,9 @@ pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
     let procs = dir.join("cgroup.procs");
     // A cgroup removed meanwhile (by a container's supervisor, say) holds no process.
     let text = match std::fs::read_to_string(&procs) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        _ => read_file(&procs)?,
+        Err(source) => return Err(Error::Read { path: procs, source }),
     };
     let listed = parse_pids(&text);
     if listed.is_empty() {

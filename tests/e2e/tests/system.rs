@@ -539,3 +539,42 @@ fn a_system_container_on_a_public_rootfs_is_refused() {
     assert!(cgroups_of(&name).is_empty());
     let _ = w.run(&["delete", &name]);
 }
+
+#[test]
+fn logs_follow_prints_the_console_until_the_container_stops() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let follower = w
+        .berth()
+        .args(["logs", "--follow", &c.name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs --follow");
+    ok(
+        &w,
+        &[
+            "exec",
+            &c.name,
+            "--",
+            "sh",
+            "-c",
+            "echo follow-marker-42 > /dev/console",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    ok(&w, &["stop", &c.name]);
+    let out = follower
+        .wait_with_output()
+        .expect("logs --follow ends when the container stops");
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("follow-marker-42"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -99,6 +99,9 @@ pub struct ExecArgs {
 #[derive(Args, Debug)]
 pub struct LogsArgs {
     name: String,
+    /// Keep printing what the console writes, until the container stops (or ^C).
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -407,13 +410,38 @@ pub fn logs(root: &Path, a: LogsArgs) -> Result<u8, Failure> {
     let m = manager(root)?;
     m.config(&a.name).map_err(fail)?;
     let dir = m.store.container_dir(&a.name);
-    for f in ["console.log.1", "console.log"] {
-        if let Ok(bytes) = std::fs::read(dir.join(f)) {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&bytes);
-        }
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut out = std::io::stdout();
+    if let Ok(bytes) = std::fs::read(dir.join("console.log.1")) {
+        let _ = out.write_all(&bytes);
     }
-    Ok(0)
+    let log = dir.join("console.log");
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        // Read on from where we were; a rotation (a shorter file) starts again at its top.
+        if let Ok(mut f) = std::fs::File::open(&log) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < pos {
+                pos = 0;
+            }
+            buf.clear();
+            if f.seek(SeekFrom::Start(pos)).is_ok() && f.read_to_end(&mut buf).is_ok() {
+                pos += buf.len() as u64;
+                if out.write_all(&buf).and_then(|()| out.flush()).is_err() {
+                    return Ok(0);
+                }
+            }
+        }
+        if !a.follow {
+            return Ok(0);
+        }
+        // Polling is enough for a console: it costs one stat a fifth of a second.
+        if m.running_state(&a.name).map_err(fail)?.is_none() {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
