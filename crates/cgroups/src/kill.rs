@@ -31,7 +31,12 @@ pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
     let text = match std::fs::read_to_string(&procs) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => return Err(Error::Read { path: procs, source }),
+        Err(source) => {
+            return Err(Error::Read {
+                path: procs,
+                source,
+            });
+        }
     };
     let listed = parse_pids(&text);
     if listed.is_empty() {
