@@ -179,31 +179,9 @@ target_line() { # LINE: print it and keep it for the summary
 
 # ---------------------------------------------------------------------------------------------
 # berth binary
-BERTH_SKIP=""
-if [[ -z ${BERTH:-} ]]; then
-    BERTH=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/berth
-    if [[ ! -x $BERTH ]]; then
-        cargo_bin=${CARGO:-$(command -v cargo || true)}
-        [[ -z $cargo_bin && -x $HOME/.cargo/bin/cargo ]] && cargo_bin=$HOME/.cargo/bin/cargo
-        if [[ -z $cargo_bin && -n ${SUDO_USER:-} ]]; then
-            user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-            [[ -x $user_home/.cargo/bin/cargo ]] && cargo_bin=$user_home/.cargo/bin/cargo
-        fi
-        if [[ -z $cargo_bin ]]; then
-            BERTH_SKIP="$BERTH is missing and cargo was not found to build it"
-        else
-            say "building berth: cargo build --release -p berth (log: cargo.log in the temp dir)"
-            if ! (cd "$REPO" && "$cargo_bin" build --release -p berth) >"$TMP/cargo.log" 2>&1; then
-                BERTH_SKIP="cargo build --release -p berth failed ($(grep -m1 -E '^error' "$TMP/cargo.log" ||
-                    tail -n1 "$TMP/cargo.log"))"
-            elif [[ ! -x $BERTH ]]; then
-                BERTH_SKIP="cargo build succeeded but $BERTH is still missing"
-            fi
-        fi
-    fi
-elif [[ ! -x $BERTH ]]; then
-    BERTH_SKIP="BERTH=$BERTH is not an executable file"
-fi
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+find_berth
 if [[ -n $BERTH_SKIP ]]; then
     say "SKIP all: $BERTH_SKIP"
     exit 0

@@ -185,31 +185,9 @@ missing() { command -v "$1" >/dev/null || printf '%s is not installed' "$1"; }
 first_line() { local l; l=$(grep -m1 -v '^[[:space:]]*$' "$1" || true); printf '%s' "${l:-no stderr}"; }
 
 # berth binary
-BERTH_SKIP=""
-if [[ -z ${BERTH:-} ]]; then
-    BERTH=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/berth
-    if [[ ! -x $BERTH ]]; then
-        cargo_bin=${CARGO:-$(command -v cargo || true)}
-        [[ -z $cargo_bin && -x $HOME/.cargo/bin/cargo ]] && cargo_bin=$HOME/.cargo/bin/cargo
-        if [[ -z $cargo_bin && -n ${SUDO_USER:-} ]]; then
-            user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
-            [[ -x $user_home/.cargo/bin/cargo ]] && cargo_bin=$user_home/.cargo/bin/cargo
-        fi
-        if [[ -z $cargo_bin ]]; then
-            BERTH_SKIP="$BERTH is missing and cargo was not found to build it"
-        else
-            say "building berth: cargo build --release -p berth (log: cargo.log in the temp dir)"
-            if ! (cd "$REPO" && "$cargo_bin" build --release -p berth) >"$TMP/cargo.log" 2>&1; then
-                BERTH_SKIP="cargo build --release -p berth failed ($(grep -m1 -E '^error' "$TMP/cargo.log" ||
-                    tail -n1 "$TMP/cargo.log"))"
-            elif [[ ! -x $BERTH ]]; then
-                BERTH_SKIP="cargo build succeeded but $BERTH is still missing"
-            fi
-        fi
-    fi
-elif [[ ! -x $BERTH ]]; then
-    BERTH_SKIP="BERTH=$BERTH is not an executable file"
-fi
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+find_berth
 
 # crun: pin a private mount namespace whose /sys/fs/cgroup holds only the v1 hierarchies.
 CRUN_SKIP=$(missing crun; missing nsenter; missing unshare)

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Shared by the bench scripts (sourced, not run).
+
+# Sets BERTH (the binary to time; built with cargo when unset and missing) and BERTH_SKIP
+# (why berth's rows must be skipped, or empty). Needs REPO, TMP and a `say` function.
+# shellcheck disable=SC2034 # BERTH_SKIP is read by the scripts that source this.
+find_berth() {
+    BERTH_SKIP=""
+    if [[ -z ${BERTH:-} ]]; then
+        BERTH=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/berth
+        if [[ ! -x $BERTH ]]; then
+            cargo_bin=${CARGO:-$(command -v cargo || true)}
+            [[ -z $cargo_bin && -x $HOME/.cargo/bin/cargo ]] && cargo_bin=$HOME/.cargo/bin/cargo
+            if [[ -z $cargo_bin && -n ${SUDO_USER:-} ]]; then
+                user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+                [[ -x $user_home/.cargo/bin/cargo ]] && cargo_bin=$user_home/.cargo/bin/cargo
+            fi
+            if [[ -z $cargo_bin ]]; then
+                BERTH_SKIP="$BERTH is missing and cargo was not found to build it"
+            else
+                say "building berth: cargo build --release -p berth (log: cargo.log in the temp dir)"
+                if ! (cd "$REPO" && "$cargo_bin" build --release -p berth) >"$TMP/cargo.log" 2>&1; then
+                    BERTH_SKIP="cargo build --release -p berth failed ($(grep -m1 -E '^error' "$TMP/cargo.log" ||
+                        tail -n1 "$TMP/cargo.log"))"
+                elif [[ ! -x $BERTH ]]; then
+                    BERTH_SKIP="cargo build succeeded but $BERTH is still missing"
+                fi
+            fi
+        fi
+    elif [[ ! -x $BERTH ]]; then
+        BERTH_SKIP="BERTH=$BERTH is not an executable file"
+    fi
+}
