@@ -14,7 +14,6 @@ use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::Error;
-use crate::fsio::read_file;
 
 /// A process pinned for signalling.
 enum Target {
@@ -27,16 +26,8 @@ enum Target {
 /// listed (0: the cgroup was empty). Processes forked meanwhile are caught by calling again.
 pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
     let procs = dir.join("cgroup.procs");
-    // A cgroup removed meanwhile (by a container's supervisor, say) holds no process.
-    let text = match std::fs::read_to_string(&procs) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => {
-            return Err(Error::Read {
-                path: procs,
-                source,
-            });
-        }
+    let Some(text) = read_procs(&procs)? else {
+        return Ok(0);
     };
     let listed = parse_pids(&text);
     if listed.is_empty() {
@@ -48,13 +39,30 @@ pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
             targets.push((pid, target));
         }
     }
-    let still_listed = parse_pids(&read_file(&procs)?);
+    let Some(still) = read_procs(&procs)? else {
+        return Ok(listed.len());
+    };
+    let still_listed = parse_pids(&still);
     for (pid, target) in targets {
         if still_listed.binary_search(&pid).is_ok() {
             signal(&target).map_err(|e| kill_error(&procs, pid, e))?;
         }
     }
     Ok(listed.len())
+}
+
+/// `cgroup.procs`, or `None` when the cgroup was removed meanwhile (by a container's
+/// supervisor, say): gone before the open (ENOENT) or between the open and the read (ENODEV).
+fn read_procs(procs: &Path) -> Result<Option<String>, Error> {
+    match std::fs::read_to_string(procs) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(Errno::NODEV.raw_os_error()) => Ok(None),
+        Err(source) => Err(Error::Read {
+            path: procs.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Pins `pid`; `None` when it has already gone.

@@ -105,6 +105,15 @@ fn real_main() -> u8 {
         .iter()
         .map(|a| a.to_str().map(str::to_string))
         .collect();
+    // A container's supervisor, re-exec'd by `berth start` (never typed by a user).
+    if let Some([_, first, rest @ ..]) = utf8.as_deref()
+        && first == berth_manager::supervisor::RESUME_ARG
+    {
+        return match need_root() {
+            Ok(()) => berth_manager::supervisor::resume(rest),
+            Err(_) => 1,
+        };
+    }
     if let Some((level, root, args)) = utf8.as_deref().and_then(cmd::run::parse_fast) {
         return fast(&level, root, |root| cmd::run::main(root, args));
     }

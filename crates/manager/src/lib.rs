@@ -7,7 +7,7 @@
 pub mod lower;
 pub mod ops;
 pub mod status;
-mod supervisor;
+pub mod supervisor;
 
 pub use supervisor::console_socket;
 

@@ -37,10 +37,14 @@ pub struct ExecOptions {
     pub terminal: bool,
 }
 
-pub(crate) fn host_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
+/// The CPUs berth may use (its affinity mask), the ceiling for `limits.cpus`. Not std's
+/// `available_parallelism`, which also reads cgroup quota files: every command that loads a
+/// config (`start`, `exec`) would pay for it.
+pub fn host_cpus() -> usize {
+    rustix::thread::sched_getaffinity(None)
+        .map(|set| set.count() as usize)
         .unwrap_or(1)
+        .max(1)
 }
 
 impl Manager {

@@ -115,11 +115,107 @@ fn supervise(
         let _ = report.write_all(format!("err record the state: {e}").as_bytes());
         return Err(e.into());
     }
+    // Listening before the report: a `berth console` right after `start` finds the socket.
+    let listener = running
+        .console
+        .as_ref()
+        .and_then(|_| listen(&console_socket(store, name)));
     let _ = report.write_all(b"ok");
     drop(report);
-    event_loop(store, name, &running);
+    // The rest of the supervisor's life is spent waiting. A fresh program image holds only
+    // what waiting needs, not the CLI's heap and stack: that is most of an idle container's
+    // host memory. `reexec` returns only when the exec failed; then this process goes on.
+    reexec(store, name, &running, listener.as_ref());
+    event_loop(store, name, &running, listener);
     finish(store, name, running);
     Ok(())
+}
+
+/// The argument that selects the supervisor's second life in berth's `main`; see [`resume`].
+pub const RESUME_ARG: &str = "__supervise";
+
+/// Replaces this process with `berth __supervise ROOT NAME PID PIDFD CONSOLE SLAVE LISTENER
+/// CGROUP...`, the descriptors passed by number ("-" for none). Returns only on failure.
+fn reexec(store: &Store, name: &str, running: &Running, listener: Option<&OwnedFd>) {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    let fds = [
+        Some(running.pidfd.as_fd()),
+        running.console.as_ref().map(AsFd::as_fd),
+        running.console_slave.as_ref().map(AsFd::as_fd),
+        listener.map(AsFd::as_fd),
+    ];
+    let mut args = vec![
+        format!("berth: {name}"),
+        RESUME_ARG.to_string(),
+        store.root().display().to_string(),
+        name.to_string(),
+        running.pid.to_string(),
+    ];
+    for fd in fds {
+        args.push(fd.map_or("-".into(), |fd| fd.as_raw_fd().to_string()));
+    }
+    if let Some(cg) = &running.cgroup {
+        args.extend(cg.paths().iter().map(|p| p.display().to_string()));
+    }
+    let Ok(argv) = args
+        .into_iter()
+        .map(CString::new)
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    for fd in fds.into_iter().flatten() {
+        if rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).is_err() {
+            return;
+        }
+    }
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let _ = berth_sys::exec::execve_raw(c"/proc/self/exe", &argv_ptrs, &[std::ptr::null()]);
+    // Still here: put the flags back, so that nothing started later inherits them.
+    for fd in fds.into_iter().flatten() {
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
+/// The supervisor after [`reexec`]: `args` are the words after [`RESUME_ARG`]. Watches the
+/// container until its init exits, then cleans up; returns the exit status.
+pub fn resume(args: &[String]) -> u8 {
+    let [root, name, pid, pidfd, console, slave, listener, cgroups @ ..] = args else {
+        return 2;
+    };
+    let inherit = |arg: &String| arg.parse().ok().and_then(berth_sys::exec::inherit);
+    // Every descriptor is claimed before anything else runs (see `inherit`).
+    let (pidfd, console, console_slave, listener) = (
+        inherit(pidfd),
+        inherit(console),
+        inherit(slave),
+        inherit(listener),
+    );
+    let (Some(pidfd), Ok(pid)) = (pidfd, pid.parse::<i32>()) else {
+        return 2;
+    };
+    let _ = berth_sys::proc::set_name(&format!("berth: {name}"));
+    // The mask survives exec, but say so here rather than rely on it.
+    if berth_sys::signal::block(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP]).is_err() {
+        return 1;
+    }
+    let store = match Store::open(std::path::Path::new(root)) {
+        Ok(store) => store,
+        Err(_) => return 1,
+    };
+    let paths: Vec<std::path::PathBuf> = cgroups.iter().map(std::path::PathBuf::from).collect();
+    let running = Running {
+        pid,
+        pidfd,
+        cgroup: (!paths.is_empty()).then(|| berth_cgroups::Cgroup::adopt(&paths)),
+        console,
+        console_slave,
+    };
+    event_loop(&store, name, &running, listener);
+    finish(&store, name, running);
+    0
 }
 
 /// Points stdin, stdout and stderr at /dev/null: the CLI's pipes must not stay open.
@@ -164,14 +260,14 @@ fn listen(path: &std::path::Path) -> Option<OwnedFd> {
 
 /// Until the init exits: the console into console.log, and to and from every attached
 /// `berth console`.
-fn event_loop(store: &Store, name: &str, running: &Running) {
+fn event_loop(store: &Store, name: &str, running: &Running, listener: Option<OwnedFd>) {
     use rustix::event::{PollFd, PollFlags, poll};
     let log_path = store.container_dir(name).join("console.log");
     let mut log = ConsoleLog::open(&log_path);
     let sock_path = console_socket(store, name);
-    let listener = running.console.as_ref().and_then(|_| listen(&sock_path));
     let mut clients: Vec<OwnedFd> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    // One page: every page the supervisor touches counts against an idle container.
+    let mut buf = vec![0u8; 4096];
     loop {
         let mut fds = vec![PollFd::new(&running.pidfd, PollFlags::IN)];
         if let Some(m) = &running.console {

@@ -78,6 +78,9 @@ impl Store {
     pub fn read_state(&self, name: &str) -> Result<Option<State>, StoreError> {
         let path = self.container_dir(name).join("state.json");
         match std::fs::read(&path) {
+            // What a crash between the unsynced write and its flush leaves: nothing runs
+            // after a crash (and a record from before a reboot is refused by its boot id).
+            Ok(bytes) if bytes.is_empty() => Ok(None),
             Ok(bytes) => {
                 serde_json::from_slice(&bytes)
                     .map(Some)
@@ -99,7 +102,7 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        atomic::write(&path, &bytes, 0o644)
+        atomic::write_unsynced(&path, &bytes, 0o644)
     }
 
     pub fn clear_state(&self, name: &str) -> Result<(), StoreError> {
@@ -145,5 +148,18 @@ mod tests {
         assert_eq!(s.read_state("web").expect("read"), Some(st));
         s.clear_state("web").expect("clear");
         assert_eq!(s.read_state("web").expect("read"), None);
+    }
+
+    #[test]
+    fn an_empty_state_file_is_no_state_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("store");
+        s.create_container("web", "").expect("create");
+        let path = s.container_dir("web").join("state.json");
+        // What a crash before the unsynced record reached the disk leaves behind.
+        std::fs::write(&path, b"").expect("write");
+        assert_eq!(s.read_state("web").expect("read"), None);
+        std::fs::write(&path, b"{\"pid\": ").expect("write");
+        assert!(s.read_state("web").is_err());
     }
 }

@@ -167,3 +167,23 @@ pub fn close_all_but(keep: &[std::os::fd::RawFd]) {
         unsafe { libc::close(fd) };
     }
 }
+
+/// Takes ownership of descriptor `raw`, handed down by the program that exec'd this one
+/// (which cleared its close-on-exec flag for the purpose), and marks it close-on-exec again.
+/// `None` when no such descriptor is open. Call it once per descriptor, at start-up, before
+/// anything else could open or close descriptors.
+pub fn inherit(raw: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD reads the flags of a descriptor number and touches no memory.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and, per this function's contract, owned
+    // by nothing else in this freshly exec'd process.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).ok()?;
+    Some(fd)
+}

@@ -22,9 +22,7 @@ pub fn runtime_host(
     })
 }
 
-/// Host cpus available to this process.
+/// Host cpus available to this process (see `berth_manager::ops::host_cpus`).
 pub fn cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    berth_manager::ops::host_cpus()
 }

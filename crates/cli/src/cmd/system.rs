@@ -463,9 +463,7 @@ pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
             let kv = key_values(&sets)?;
             // All or nothing: every value is checked on a copy before anything is written.
             let mut c = m.config(&name).map_err(fail)?;
-            let cpus = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
+            let cpus = berth_manager::ops::host_cpus();
             for (k, v) in &kv {
                 c = c.with(k, v, cpus).map_err(fail)?;
             }
