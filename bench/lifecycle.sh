@@ -18,12 +18,14 @@
 #        MEM_N (default 20), SEQ_N (default 100),
 #        BERTH (default $CARGO_TARGET_DIR or $REPO/target, + /x86_64-unknown-linux-gnu/release/berth;
 #        built with `cargo build --release -p berth` when BERTH is unset and it is missing),
-#        CARGO (cargo binary to use for that build), TMPDIR (where the temp dir goes).
+#        CARGO (cargo binary to use for that build), TMPDIR (where the temp dir goes),
+#        SECTIONS (default "1 2 3 4 5 6": the sections to run).
 # shellcheck disable=SC2317 # cleanup() and its helpers run from the EXIT trap
 set -euo pipefail
 export LC_ALL=C         # EPOCHREALTIME and the tools' figures with a decimal point
 
 RUNS=${RUNS:-100}
+SECTIONS=${SECTIONS:-1 2 3 4 5 6}   # which sections to run (space-separated numbers)
 STOP_RUNS=${STOP_RUNS:-$((RUNS < 20 ? RUNS : 20))}
 MEM_N=${MEM_N:-20}
 SEQ_N=${SEQ_N:-100}
@@ -38,6 +40,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 TAG=berth-bench-$$          # prefix of every name we create (containers, hence cgroups)
 
 say() { printf '%s\n' "$*"; }
+want_section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 
 for var in RUNS STOP_RUNS MEM_N SEQ_N; do
@@ -370,6 +373,7 @@ fi
 ((LXC_READY)) && "${DOWN_LXC[@]}" "$LN"
 
 # ---------------------------------------------------------------------------------------------
+if want_section 1; then
 say ""
 say "== 1. start → first successful exec true (hyperfine; the command starts the container and"
 say "==    retries exec/attach until \`true\` succeeds; --prepare kills it before every run)"
@@ -387,7 +391,9 @@ elif hf "$TMP/start.json" "$RUNS" "${HF[@]}"; then
         "ratio|target: start → first exec <= 0.5x LXC|berth start → exec|lxc-start -d → attach|0.5"
 fi
 
+fi # section 1
 # ---------------------------------------------------------------------------------------------
+if want_section 2; then
 say ""
 say "== 2. exec true into a running container (hyperfine)"
 BPID=""
@@ -420,7 +426,9 @@ elif hf "$TMP/exec.json" "$RUNS" "${HF[@]}"; then
         "ratio|target: berth exec <= 1.5x nsenter -a|berth exec|nsenter -a (berth's)|1.5"
 fi
 
+fi # section 2
 # ---------------------------------------------------------------------------------------------
+if want_section 3; then
 say ""
 say "== 3. stop a running container (hyperfine; --prepare starts it and waits for exec true)"
 ((BERTH_READY)) && "${DOWN_BERTH[@]}" "$BN"
@@ -451,7 +459,9 @@ fi
 ((BERTH_READY)) && "${DOWN_BERTH[@]}" "$BN"
 ((LXC_READY)) && "${DOWN_LXC[@]}" "$LN"
 
+fi # section 3
 # ---------------------------------------------------------------------------------------------
+if want_section 4; then
 say ""
 say "== 4. host memory per idle running container: PSS (/proc/PID/smaps_rollup) of berth's"
 say "==    supervisor (supervisor_pid of berth info) and of LXC's monitor (the parent of"
@@ -570,7 +580,9 @@ for n in "${mem_lxc[@]}"; do
     lxc-destroy -P "$LXCPATH" -n "$n" -f </dev/null >/dev/null 2>&1 || say "lxc-destroy -f $n failed"
 done
 
+fi # section 4
 # ---------------------------------------------------------------------------------------------
+if want_section 5; then
 say ""
 say "== 5. $SEQ_N berth busybox containers started one after another (each \`berth start\` timed"
 say "==    with bash's EPOCHREALTIME; all created first, untimed)"
@@ -642,7 +654,9 @@ else
     say "SKIP sequential starts: berth is not usable (see above)"
 fi
 
+fi # section 5
 # ---------------------------------------------------------------------------------------------
+if want_section 6; then
 say ""
 say "== 6. Debian 12 with systemd: start to \`running\`, clean stop (vs nspawn 0.45 s / 0.10 s)"
 # PLACEHOLDER: berth cannot boot systemd yet (README: "Not yet there"). When it can: build a
@@ -653,6 +667,7 @@ say "SKIP debian-systemd: not supported by berth yet"
 say "target: Debian start to running <= nspawn (0.45 s)                 n/a (skipped)" >>"$TARGETS"
 say "target: Debian clean stop <= nspawn (0.10 s)                       n/a (skipped)" >>"$TARGETS"
 
+fi # section 6
 # ---------------------------------------------------------------------------------------------
 say ""
 say "== summary of targets"

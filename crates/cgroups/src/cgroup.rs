@@ -173,14 +173,16 @@ impl Cgroup {
 
     /// Whether the cgroup is frozen (or freezing).
     pub fn is_frozen(&self) -> bool {
-        self.paths.iter().any(|p| {
-            std::fs::read_to_string(p.join("freezer.state"))
-                .map(|s| s.trim() != "THAWED")
-                .or_else(|_| {
-                    std::fs::read_to_string(p.join("cgroup.freeze")).map(|s| s.trim() == "1")
-                })
-                .unwrap_or(false)
-        })
+        self.paths
+            .iter()
+            .zip(&self.dirs)
+            .any(|(p, dir)| match dir.tree {
+                Tree::V1 => std::fs::read_to_string(p.join("freezer.state"))
+                    .is_ok_and(|s| s.trim() != "THAWED"),
+                Tree::V2 => {
+                    std::fs::read_to_string(p.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+                }
+            })
     }
 
     /// Memory in use, in bytes (v1 memory.usage_in_bytes, v2 memory.current).

@@ -7,6 +7,7 @@ use berth_spec::config::{Config, Rootfs};
 use berth_spec::{User, validate};
 use berth_store::Store;
 use berth_store::state::State;
+use rustix::io::Errno;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -362,10 +363,18 @@ impl Manager {
             what: "console socket path",
             errno,
         })?;
-        rustix::net::connect(&sock, &addr).map_err(|errno| Error::Sys {
-            what: "connect to the console",
-            errno,
-        })?;
+        // The supervisor listens just after `start` returns: give it a moment.
+        let mut tries = 0;
+        while let Err(errno) = rustix::net::connect(&sock, &addr) {
+            tries += 1;
+            if tries > 100 || !matches!(errno, Errno::NOENT | Errno::CONNREFUSED) {
+                return Err(Error::Sys {
+                    what: "connect to the console",
+                    errno,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         connected();
         berth_runtime::relay::console(&sock).map_err(|errno| Error::Sys {
             what: "relay the console",
@@ -375,7 +384,11 @@ impl Manager {
 
     /// `berth exec`: a command in the running container. Returns its exit status.
     pub fn exec(&self, name: &str, opts: ExecOptions) -> Result<i32, Error> {
-        let config = self.config(name)?;
+        // Everything exec needs is in the state record; the config is not parsed (hot path).
+        validate::name(name)?;
+        if !self.store.exists(name) {
+            return Err(berth_store::StoreError::NoSuchContainer(name.to_string()).into());
+        }
         let state = self
             .running_state(name)?
             .ok_or_else(|| Error::NotRunning(name.to_string()))?;
@@ -423,7 +436,6 @@ impl Manager {
             seccomp: Some(seccomp),
             confine: true,
         };
-        let _ = config;
         Ok(berth_runtime::attach::exec(&req)?)
     }
 }

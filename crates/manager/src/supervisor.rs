@@ -115,13 +115,14 @@ fn supervise(
         let _ = report.write_all(format!("err record the state: {e}").as_bytes());
         return Err(e.into());
     }
-    // Listening before the report: a `berth console` right after `start` finds the socket.
+    let _ = report.write_all(b"ok");
+    drop(report);
+    // After the report, off `start`'s path (a new inode on the state disk costs); `berth
+    // console` waits a moment for the socket of a container that has just started.
     let listener = running
         .console
         .as_ref()
         .and_then(|_| listen(&console_socket(store, name)));
-    let _ = report.write_all(b"ok");
-    drop(report);
     // The rest of the supervisor's life is spent waiting. A fresh program image holds only
     // what waiting needs, not the CLI's heap and stack: that is most of an idle container's
     // host memory. `reexec` returns only when the exec failed; then this process goes on.
@@ -182,7 +183,17 @@ fn reexec(store: &Store, name: &str, running: &Running, listener: Option<&OwnedF
 /// The supervisor after [`reexec`]: `args` are the words after [`RESUME_ARG`]. Watches the
 /// container until its init exits, then cleans up; returns the exit status.
 pub fn resume(args: &[String]) -> u8 {
-    let [root, name, pid, pidfd, console, slave, listener, cgroups @ ..] = args else {
+    let [
+        root,
+        name,
+        pid,
+        pidfd,
+        console,
+        slave,
+        listener,
+        cgroups @ ..,
+    ] = args
+    else {
         return 2;
     };
     let inherit = |arg: &String| arg.parse().ok().and_then(berth_sys::exec::inherit);

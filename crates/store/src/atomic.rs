@@ -34,7 +34,13 @@ fn write_with(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<(), St
         .tempfile_in(dir)
         .map_err(StoreError::io("create temporary file in", dir))?;
     tmp.write_all(bytes)
-        .and_then(|()| if sync { tmp.as_file().sync_all() } else { Ok(()) })
+        .and_then(|()| {
+            if sync {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(StoreError::io("write", tmp.path()))?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
         .map_err(StoreError::io("set permissions of", path))?;
