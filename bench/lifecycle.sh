@@ -8,7 +8,8 @@
 #   3. stop: berth stop (--force), lxc-stop (-k) (one call)
 #   4. host memory per idle running container: berth supervisor PSS vs LXC monitor PSS
 #   5. $SEQ_N containers started one after another: is the last start as fast as the first?
-#   6. Debian with systemd: a placeholder (berth cannot boot systemd yet)
+#   6. Debian 12 with systemd: start to `running` and a clean stop, beside LXC and nspawn
+#      (the rootfs: DEBIAN_ROOTFS, or the test suite's debootstrap cache, built when missing)
 # The anchors are invoked as /work/shared/ANCHORS.md describes for this host (cgroup v1 hybrid,
 # no systemd as PID 1). Every variant is run once before hyperfine; one that fails is reported
 # as SKIP and left out. A benchmark never fails: the exit status is 0 even when targets are missed.
@@ -19,7 +20,8 @@
 #        BERTH (default $CARGO_TARGET_DIR or $REPO/target, + /x86_64-unknown-linux-gnu/release/berth;
 #        built with `cargo build --release -p berth` when BERTH is unset and it is missing),
 #        CARGO (cargo binary to use for that build), TMPDIR (where the temp dir goes),
-#        SECTIONS (default "1 2 3 4 5 6": the sections to run).
+#        SECTIONS (default "1 2 3 4 5 6": the sections to run), DEB_RUNS (default 5),
+#        DEBIAN_ROOTFS (a Debian rootfs with systemd; default: /var/cache/berth-test/bookworm-systemd).
 # shellcheck disable=SC2317 # cleanup() and its helpers run from the EXIT trap
 set -euo pipefail
 export LC_ALL=C         # EPOCHREALTIME and the tools' figures with a decimal point
@@ -658,14 +660,155 @@ fi # section 5
 # ---------------------------------------------------------------------------------------------
 if want_section 6; then
 say ""
-say "== 6. Debian 12 with systemd: start to \`running\`, clean stop (vs nspawn 0.45 s / 0.10 s)"
-# PLACEHOLDER: berth cannot boot systemd yet (README: "Not yet there"). When it can: build a
-# Debian 12 rootfs (debootstrap, in $TMP/private), time `berth start` until `berth exec NAME --
-# systemctl is-system-running --wait` prints `running`, and `berth stop`, beside
-# `systemd-nspawn -b` (moved into a cgroup of its own, as bench/run.sh does) and lxc-start.
-say "SKIP debian-systemd: not supported by berth yet"
-say "target: Debian start to running <= nspawn (0.45 s)                 n/a (skipped)" >>"$TARGETS"
-say "target: Debian clean stop <= nspawn (0.10 s)                       n/a (skipped)" >>"$TARGETS"
+say "== 6. Debian 12 with systemd: \`start\` until \`systemctl is-system-running\` says \`running\`,"
+say "==    then a clean \`stop\`: berth (unprivileged), LXC, systemd-nspawn -b, one rootfs, runs interleaved"
+DEB_DONE=0
+DEB_CACHE=${DEBIAN_CACHE:-/var/cache/berth-test}
+DEB_SRC=${DEBIAN_ROOTFS:-$DEB_CACHE/bookworm-systemd}
+if [[ ! -f $DEB_SRC/etc/debian_version && -z ${DEBIAN_ROOTFS:-} ]] && command -v debootstrap >/dev/null; then
+    # The same cached rootfs as the test suite's (tests/e2e: debian_rootfs), built the same way.
+    say "building $DEB_SRC with debootstrap (once; cached for the tests too)"
+    mkdir -p "$DEB_CACHE" && chmod 700 "$DEB_CACHE"
+    (
+        flock 9
+        if [[ ! -f $DEB_SRC/etc/debian_version ]]; then
+            rm -rf "$DEB_CACHE/.bookworm-systemd.tmp"
+            debootstrap --variant=minbase --include=systemd-sysv,iproute2,ifupdown,dbus bookworm \
+                "$DEB_CACHE/.bookworm-systemd.tmp" "${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+                >"$TMP/debootstrap.log" 2>&1 && mv "$DEB_CACHE/.bookworm-systemd.tmp" "$DEB_SRC"
+        fi
+    ) 9>"$DEB_CACHE/.bookworm-systemd.lock" || true
+fi
+if ((!BERTH_READY)); then
+    say "SKIP Debian: berth is not usable (see above)"
+elif [[ ! -f $DEB_SRC/etc/debian_version ]]; then
+    say "SKIP Debian: no Debian rootfs at $DEB_SRC (set DEBIAN_ROOTFS, or install debootstrap)"
+else
+    DEB_ROOT=$TMP/private/debian          # private: berth's unprivileged rootfs rule
+    cp -a "$DEB_SRC" "$DEB_ROOT"
+    DEB_BERTH=$TAG-deb DEB_LXC=$TAG-deblxc DEB_NSPAWN_CG=$TAG-nspawn
+    berth create "$DEB_ROOT" "$DEB_BERTH" </dev/null >/dev/null
+    DEB_HAVE_LXC=0 DEB_HAVE_NSPAWN=0
+    if [[ -z $LXC_SKIP ]]; then
+        mkdir -p "$LXCPATH/$DEB_LXC"
+        {
+            [[ -f /usr/share/lxc/config/debian.common.conf ]] &&
+                echo "lxc.include = /usr/share/lxc/config/debian.common.conf"
+            printf 'lxc.arch = linux64\nlxc.uts.name = %s\nlxc.rootfs.path = dir:%s\n' "$DEB_LXC" "$DEB_ROOT"
+            printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.cgroup.dir = %s\n' "$DEB_LXC"
+        } >"$LXCPATH/$DEB_LXC/config"
+        DEB_HAVE_LXC=1
+    fi
+    NSPAWN_RUN_EXISTED=0
+    [[ -e /run/systemd/nspawn ]] && NSPAWN_RUN_EXISTED=1
+    if command -v systemd-nspawn >/dev/null; then DEB_HAVE_NSPAWN=1; fi
+
+    # Each "up" prints seconds from start to `running` (or fails: `degraded`, timeout).
+    deb_wait() { # CMD...: run CMD (systemctl is-system-running inside) until it says running
+        local i st
+        for ((i = 0; i < 3000; i++)); do
+            st=$("$@" systemctl is-system-running </dev/null 2>/dev/null || true)
+            [[ $st == running ]] && return 0
+            [[ $st == degraded ]] && { warn "degraded: $("$@" systemctl --failed --no-legend </dev/null 2>&1 | tr '\n' ' ')"; return 1; }
+            sleep 0.01
+        done
+        return 1
+    }
+    since() { printf '%.3f' "$(echo "$EPOCHREALTIME - $1" | bc)"; }
+    berth_up() {
+        local t0=$EPOCHREALTIME
+        berth start "$DEB_BERTH" </dev/null >/dev/null && deb_wait "$BERTH" --root "$STATE" exec "$DEB_BERTH" -- &&
+            since "$t0"
+    }
+    berth_down() { local t0=$EPOCHREALTIME; berth stop "$DEB_BERTH" </dev/null >/dev/null && since "$t0"; }
+    lxc_up() {
+        local t0=$EPOCHREALTIME
+        lxc-start -P "$LXCPATH" -n "$DEB_LXC" -d </dev/null >/dev/null 2>&1 &&
+            deb_wait lxc-attach -P "$LXCPATH" -n "$DEB_LXC" -- && since "$t0"
+    }
+    lxc_down() { local t0=$EPOCHREALTIME; lxc-stop -P "$LXCPATH" -n "$DEB_LXC" </dev/null >/dev/null 2>&1 && since "$t0"; }
+    NSPAWN_PID=""
+    nspawn_init() { # the container's systemd: a descendant of nspawn named systemd
+        local p c
+        for p in $(pgrep -P "$NSPAWN_PID") ; do
+            for c in "$p" $(pgrep -P "$p"); do
+                [[ $(cat "/proc/$c/comm" 2>/dev/null) == systemd ]] && { echo "$c"; return 0; }
+            done
+        done
+        return 1
+    }
+    nspawn_up() {
+        local t0=$EPOCHREALTIME pid i
+        # In a cgroup of its own (ANCHORS.md): nspawn makes payload/ and supervisor/ under it.
+        (
+            for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+                [[ -d $h ]] && mkdir -p "$h/$DEB_NSPAWN_CG" && echo "$BASHPID" >"$h/$DEB_NSPAWN_CG/cgroup.procs"
+            done
+            exec systemd-nspawn -q --register=no --keep-unit -b --console=passive -D "$DEB_ROOT"
+        ) </dev/null >"$TMP/nspawn.log" 2>&1 &
+        NSPAWN_PID=$!
+        for ((i = 0; i < 3000; i++)); do pid=$(nspawn_init) && break; sleep 0.01; done
+        [[ -n ${pid:-} ]] && deb_wait nsenter -t "$pid" -a && since "$t0"
+    }
+    nspawn_down() {
+        local t0=$EPOCHREALTIME
+        # SIGTERM: nspawn sends the container's systemd SIGRTMIN+3 (poweroff) and waits.
+        [[ -n $NSPAWN_PID ]] && kill -TERM "$NSPAWN_PID" && wait "$NSPAWN_PID" && NSPAWN_PID="" &&
+            since "$t0"
+    }
+    DEB_RUNS=${DEB_RUNS:-5}
+    : >"$TMP/deb.txt"
+    for ((r = 1; r <= DEB_RUNS; r++)); do
+        for who in berth lxc nspawn; do
+            case $who in
+                lxc) ((DEB_HAVE_LXC)) || continue ;;
+                nspawn) ((DEB_HAVE_NSPAWN)) || continue ;;
+            esac
+            # Not in $(...): nspawn_up sets NSPAWN_PID for nspawn_down.
+            up=fail down=fail
+            if "${who}_up" >"$TMP/deb.out"; then
+                up=$(<"$TMP/deb.out")
+                "${who}_down" >"$TMP/deb.out" && down=$(<"$TMP/deb.out")
+            else
+                "${who}_down" >/dev/null 2>&1 || true
+            fi
+            if [[ $who == nspawn && -n $NSPAWN_PID ]]; then # still there: end it
+                kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+                wait "$NSPAWN_PID" 2>/dev/null || true
+                NSPAWN_PID=""
+            fi
+            say "  run $r: $who up $up s, stop $down s"
+            echo "$who $up $down" >>"$TMP/deb.txt"
+        done
+    done
+    for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do rmdir_tree "$h/$DEB_NSPAWN_CG"; done
+    ((NSPAWN_RUN_EXISTED)) || rm -rf /run/systemd/nspawn
+    python3 - "$TMP/deb.txt" <<'EOF' | tee -a "$TARGETS"
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    who, up, down = line.split()
+    rows.setdefault(who, ([], []))
+    if up != "fail": rows[who][0].append(float(up))
+    if down != "fail": rows[who][1].append(float(down))
+med = {w: (statistics.median(u) if u else None, statistics.median(d) if d else None) for w, (u, d) in rows.items()}
+for w, (u, d) in med.items():
+    print(f"median {w:<8} start → running {u if u is None else f'{u:.3f} s'}   clean stop {d if d is None else f'{d:.3f} s'}", file=sys.stderr)
+def target(label, mine, theirs):
+    if mine is None or theirs is None:
+        print(f"{label:<58} {'':>10}  n/a (runs failed or anchor skipped)")
+    else:
+        print(f"{label:<58} {mine / theirs:>9.2f}x  {'PASS' if mine <= theirs else 'MISS'}")
+b, l, n = med.get("berth", (None, None)), med.get("lxc", (None, None)), med.get("nspawn", (None, None))
+target("target: Debian start to running <= LXC", b[0], l[0])
+target("target: Debian clean stop <= nspawn", b[1], n[1])
+EOF
+    DEB_DONE=1
+fi
+((DEB_DONE)) || {
+    say "target: Debian start to running <= LXC                         n/a (skipped)" >>"$TARGETS"
+    say "target: Debian clean stop <= nspawn                            n/a (skipped)" >>"$TARGETS"
+}
 
 fi # section 6
 # ---------------------------------------------------------------------------------------------

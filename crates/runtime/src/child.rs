@@ -89,8 +89,8 @@ fn describe(e: Errno) -> String {
 /// The steps, in order. Each comment says why the order matters.
 fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     let plan = ctx.plan;
-    // Wait until the parent has written the id maps and joined us to our cgroup.
-    sync::recv_go(ctx.sock).map_err(step("wait for the launcher"))?;
+    // Wait until the parent has written the id maps.
+    sync::recv(ctx.sock, sync::ToChild::Go).map_err(step("wait for the launcher"))?;
     // Opened in our own mount namespace (a descriptor from the parent would name the
     // parent's mount, which move_mount refuses) and before becoming the namespace's root,
     // while our credentials are still the host root's: the state directory above the rootfs
@@ -140,6 +140,8 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
         }
         None => {}
     }
+    // Nothing of the container's runs before its cgroup limits bind.
+    sync::recv(ctx.sock, sync::ToChild::Ready).map_err(step("wait for the launcher"))?;
     if plan.close_fds {
         // No descriptor of the host may reach the command: mark everything above stderr
         // close-on-exec (our own socket included, which is how the parent sees exec succeed).

@@ -163,15 +163,19 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         clone_flags(plan),
         cgroup.as_ref().and_then(Cgroup::clone_fd),
     );
-    if !matches!(forked, Ok(Forked::Child))
-        && let Some(stay) = stay
-    {
-        stay.leave()
-            .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))?;
-    }
-    let forked = forked.map_err(|e| {
-        LaunchError::berth(format!("create the container's namespaces (clone3): {e}"))
-    })?;
+    let forked = match forked {
+        Ok(forked) => forked,
+        Err(e) => {
+            if let Some(stay) = stay {
+                stay.leave().map_err(|e| {
+                    LaunchError::berth(format!("leave the container's cgroup: {e}"))
+                })?;
+            }
+            return Err(LaunchError::berth(format!(
+                "create the container's namespaces (clone3): {e}"
+            )));
+        }
+    };
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(parent_sock);
@@ -191,21 +195,28 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_sock);
-    // Limits only now that the launcher has stepped out of the cgroup: a small memory or
-    // pids limit must bind the container, never kill or block the launcher itself.
-    let limited = match &cgroup {
-        Some(cg) => cg
-            .apply(&berth_cgroups::Limits {
-                memory: plan.limits.memory,
-                pids: plan.limits.pids,
-                cpus: plan.limits.cpus,
+    // The child sets up its mounts while the launcher steps out of the cgroup and writes the
+    // limits (only once out: a small memory or pids limit must bind the container, never
+    // kill or block the launcher itself); the child waits for them before it execs.
+    let started = start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock)
+        .and_then(|()| {
+            stay.map_or(Ok(()), |stay| {
+                stay.leave()
+                    .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))
             })
-            .map_err(|e| LaunchError::berth(format!("apply limits: {e:#}"))),
-        None => Ok(()),
-    };
-    if let Err(e) =
-        limited.and_then(|()| start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock))
-    {
+        })
+        .and_then(|()| match &cgroup {
+            Some(cg) => cg
+                .apply(&berth_cgroups::Limits {
+                    memory: plan.limits.memory,
+                    pids: plan.limits.pids,
+                    cpus: plan.limits.cpus,
+                })
+                .map_err(|e| LaunchError::berth(format!("apply limits: {e:#}"))),
+            None => Ok(()),
+        })
+        .and_then(|()| finish_child(pid, &parent_sock));
+    if let Err(e) = started {
         let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
         let _ = rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
         return Err(e);
@@ -262,7 +273,12 @@ fn start_child(
         .and_then(|()| rustix::fs::fchmod(&t.slave, rustix::fs::Mode::from_raw_mode(0o620)))
         .map_err(errno_ctx("give the terminal to the container's root"))?;
     }
-    sync::send_go(sock).map_err(errno_ctx("start the container"))?;
+    sync::send(sock, sync::ToChild::Go).map_err(errno_ctx("start the container"))
+}
+
+/// Lets the child exec (its limits are in place) and waits for the exec or its failure.
+fn finish_child(pid: i32, sock: &OwnedFd) -> Result<(), LaunchError> {
+    sync::send(sock, sync::ToChild::Ready).map_err(errno_ctx("start the container"))?;
     match sync::recv_report(sock).map_err(errno_ctx("read the container's start report"))? {
         None => Ok(()),
         Some(sync::ToParent::Failed { code, message, .. }) => {

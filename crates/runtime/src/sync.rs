@@ -1,12 +1,15 @@
 //! The typed protocol between the launcher (parent) and the container's first process
 //! (child), over one SOCK_SEQPACKET pair. Phases, in order:
 //!
-//! 1. parent: clone3; child blocks reading the socket.
-//! 2. parent: joins the child to its cgroup (v1), writes uid_map/gid_map, idmaps the rootfs
-//!    mounts, then sends [`ToChild::Go`]. Id maps come first: until they exist the child is
-//!    not root in its namespace and can mount nothing.
-//! 3. child: sets up mounts, pivot_root, hostname, network, credentials, capabilities,
-//!    seccomp (last), then execs. The socket is CLOEXEC, so a successful exec shows up in
+//! 1. parent: clone3 (the child is born in its cgroups); child blocks reading the socket.
+//! 2. parent: writes uid_map/gid_map, idmaps the rootfs mounts, then sends [`ToChild::Go`].
+//!    Id maps come first: until they exist the child is not root in its namespace and can
+//!    mount nothing.
+//! 3. child: sets up mounts, pivot_root, hostname, network, then waits for
+//!    [`ToChild::Ready`]. Meanwhile the parent steps out of the container's cgroup and writes
+//!    its limits (in parallel with the child's mounts: both take a while), then sends Ready.
+//! 4. child: credentials, capabilities, seccomp (last), then exec. Nothing of the container
+//!    runs before its limits bind. The socket is CLOEXEC, so a successful exec shows up in
 //!    the parent as end-of-file; a failure arrives as [`ToParent::Failed`] before the child
 //!    exits.
 
@@ -17,7 +20,10 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 /// Parent to child.
 #[derive(Debug, PartialEq)]
 pub enum ToChild {
+    /// Id maps written: set up the mounts.
     Go,
+    /// Limits written: drop privileges and exec.
+    Ready,
 }
 
 /// Child to parent.
@@ -42,17 +48,28 @@ pub fn pair() -> Result<(OwnedFd, OwnedFd), Errno> {
     )
 }
 
-pub fn send_go(sock: impl AsFd) -> Result<(), Errno> {
-    rustix::net::send(sock, b"G", SendFlags::NOSIGNAL).map(|_| ())
+pub fn send(sock: impl AsFd, msg: ToChild) -> Result<(), Errno> {
+    let byte: &[u8] = match msg {
+        ToChild::Go => b"G",
+        ToChild::Ready => b"R",
+    };
+    rustix::net::send(sock, byte, SendFlags::NOSIGNAL).map(|_| ())
 }
 
-/// Waits for Go. End-of-file means the parent is gone, and the child must not go on.
-pub fn recv_go(sock: impl AsFd) -> Result<ToChild, Errno> {
+/// Waits for `expected`. Anything else, end-of-file included (the parent is gone), is an
+/// error: the child must not go on.
+pub fn recv(sock: impl AsFd, expected: ToChild) -> Result<(), Errno> {
     let mut buf = [0u8; 8];
     let (n, _) = retry(|| rustix::net::recv(sock.as_fd(), &mut buf, RecvFlags::empty()))?;
-    match &buf[..n.min(buf.len())] {
-        b"G" => Ok(ToChild::Go),
-        _ => Err(Errno::PROTO),
+    let got = match &buf[..n.min(buf.len())] {
+        b"G" => ToChild::Go,
+        b"R" => ToChild::Ready,
+        _ => return Err(Errno::PROTO),
+    };
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Errno::PROTO)
     }
 }
 
@@ -108,8 +125,13 @@ mod tests {
                 message: "not found: foo".into()
             })
         );
-        send_go(&b).expect("go");
-        assert_eq!(recv_go(&a).expect("go"), ToChild::Go);
+        send(&b, ToChild::Go).expect("go");
+        recv(&a, ToChild::Go).expect("go");
+        send(&b, ToChild::Ready).expect("ready");
+        assert_eq!(recv(&a, ToChild::Go), Err(Errno::PROTO), "out of order");
+        drop(b);
+        assert!(recv(&a, ToChild::Ready).is_err(), "end-of-file is no Ready");
+        let (a, b) = pair().expect("pair");
         drop(a);
         assert_eq!(recv_report(&b).expect("eof"), None);
     }
