@@ -47,6 +47,9 @@ pub(crate) fn kill_all(dir: &Path) -> Result<bool, Error> {
     match write(&path, "1") {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        // Removed between the open and the write (by the container's supervisor, say):
+        // nothing is left to kill.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => Ok(true),
         Err(source) => Err(Error::Write { path, source }),
     }
 }

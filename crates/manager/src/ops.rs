@@ -160,10 +160,7 @@ impl Manager {
         let plan = lower::plan(&self.store, name, &config)?;
         let stop_signal = lower::stop_signal(&config, &plan.rootfs);
         let layout = berth_cgroups::Layout::detect()?;
-        // With no live state, anything in this container's cgroup is an orphan: left by a
-        // supervisor killed before it recorded the container, or by a crash.
-        let leftovers = container_cgroup_dirs(&layout, name);
-        Cgroup::adopt(&leftovers).remove()?;
+        let leftovers = clear_orphans(&layout, name)?;
         let host = berth_runtime::Host {
             cgroups: Some(layout),
             cache_dir: self.store.root().join("cache"),
@@ -267,6 +264,8 @@ impl Manager {
                     force: true,
                 },
             )?;
+        } else {
+            clear_orphans(&berth_cgroups::Layout::detect()?, name)?;
         }
         self.store.remove_container(name)?;
         Ok(())
@@ -446,6 +445,15 @@ pub type Outcome = (String, Result<(), Error>);
 /// A duration as config.toml writes it ("5s", "500ms"); validated when the config was.
 fn humantime_parse(text: &str) -> Option<Duration> {
     berth_spec::config::parse_duration(text)
+}
+
+/// Kills and removes what is in container `name`'s cgroup while no state records it running
+/// (the caller holds its lock): processes of a start whose supervisor was killed before it
+/// recorded the container, or left by a crash. Returns the directories, for a later sweep.
+fn clear_orphans(layout: &berth_cgroups::Layout, name: &str) -> Result<Vec<PathBuf>, Error> {
+    let dirs = container_cgroup_dirs(layout, name);
+    Cgroup::adopt(&dirs).remove()?;
+    Ok(dirs)
 }
 
 /// Where container `name`'s cgroup directories are, in `layout`.

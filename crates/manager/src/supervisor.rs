@@ -36,9 +36,10 @@ pub fn spawn(
     })? {
         None => {
             drop(report_r);
-            // The lock stays with the CLI, which releases it once we report.
-            drop(lock);
-            let code = match supervise(store, name, plan, host, stop_signal, report_w) {
+            // Both processes hold the lock (one open file, shared by the fork) until the
+            // report: a CLI killed meanwhile must not let another command in while this
+            // start is still under way.
+            let code = match supervise(store, name, plan, host, stop_signal, report_w, lock) {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
@@ -71,13 +72,14 @@ fn supervise(
     host: &berth_runtime::Host,
     stop_signal: i32,
     report: OwnedFd,
+    lock: Lock,
 ) -> Result<(), Error> {
     let _ = rustix::process::setsid();
     let _ = berth_sys::proc::set_name(&format!("berth: {name}"));
     detach_stdio();
     // Nothing of the caller's stays with a long-lived process: its descriptors (a pipe it
     // waits on would never close), its working directory (it would pin that filesystem).
-    berth_sys::exec::close_all_but(&[rustix::fd::AsRawFd::as_raw_fd(&report)]);
+    berth_sys::exec::close_all_but(&[rustix::fd::AsRawFd::as_raw_fd(&report), lock.as_raw_fd()]);
     let _ = rustix::process::chdir("/");
     let mask = berth_sys::signal::block(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP]).map_err(
         |errno| Error::Sys {
@@ -117,6 +119,7 @@ fn supervise(
     }
     let _ = report.write_all(b"ok");
     drop(report);
+    drop(lock);
     // After the report, off `start`'s path (a new inode on the state disk costs); `berth
     // console` waits a moment for the socket of a container that has just started.
     let listener = running

@@ -180,6 +180,14 @@ pub struct Lock {
     _file: File,
 }
 
+impl Lock {
+    /// The lock file's descriptor, for a forked process that must keep it across a
+    /// descriptor sweep.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
