@@ -581,15 +581,19 @@ pub struct V1Stay {
 
 impl V1Stay {
     /// Moves the calling thread back to the cgroups it was in.
+    /// Tries every hierarchy, even after a failure, and reports the first failure.
     pub fn leave(self) -> Result<(), Error> {
+        let mut first = None;
         for tasks in &self.back {
-            fsio::write(tasks, "0").map_err(|source| Error::Attach {
-                path: tasks.clone(),
-                pid: 0,
-                source,
-            })?;
+            if let Err(source) = fsio::write(tasks, "0") {
+                first.get_or_insert(Error::Attach {
+                    path: tasks.clone(),
+                    pid: 0,
+                    source,
+                });
+            }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 }
 

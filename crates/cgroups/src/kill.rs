@@ -29,7 +29,10 @@ pub(crate) fn kill_listed(dir: &Path) -> Result<usize, Error> {
     let Some(text) = read_procs(&procs)? else {
         return Ok(0);
     };
-    let listed = parse_pids(&text);
+    // Never the caller: a launcher that could not step out of the cgroup must live to
+    // report why.
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let listed: Vec<i32> = parse_pids(&text).into_iter().filter(|&p| p != me).collect();
     if listed.is_empty() {
         return Ok(0);
     }

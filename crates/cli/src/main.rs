@@ -106,7 +106,7 @@ fn real_main() -> u8 {
         .map(|a| a.to_str().map(str::to_string))
         .collect();
     // A container's supervisor, re-exec'd by `berth start` (never typed by a user).
-    if let Some([_, first, rest @ ..]) = utf8.as_deref()
+    if let [_, first, rest @ ..] = argv.as_slice()
         && first == berth_manager::supervisor::RESUME_ARG
     {
         return match need_root() {
@@ -151,7 +151,8 @@ fn real_main() -> u8 {
             error: e.error,
         }));
     }
-    let root = cli.root.as_path();
+    let root = absolute(cli.root);
+    let root = root.as_path();
     use cmd::system as sys;
     finish(match cli.command {
         Command::Run(args) => cmd::run::main(root, args),
@@ -182,14 +183,21 @@ fn fast(
     root: Option<PathBuf>,
     command: impl FnOnce(&std::path::Path) -> Result<u8, Failure>,
 ) -> u8 {
-    let root = root
-        .or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT));
+    let root = absolute(
+        root.or_else(|| std::env::var_os("BERTH_ROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(berth_store::DEFAULT_ROOT)),
+    );
     if let Err(e) = init_logging(level) {
         eprintln!("berth: {e}");
         return EXIT_BERTH_FAILED;
     }
     finish(need_root().and_then(|()| command(&root)))
+}
+
+/// The state root made absolute: a supervisor outlives the caller's working directory (it
+/// runs in /), and records name paths under the root.
+fn absolute(root: PathBuf) -> PathBuf {
+    std::path::absolute(&root).unwrap_or(root)
 }
 
 /// Prints a failure (the whole chain, once) and returns the exit status.

@@ -36,6 +36,26 @@ pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
 }
 
 /// The Plan that starts container `name`.
+/// The name container `name` goes by on the host, for its cgroup (`berth-` + this): the name
+/// itself under the default state root, and `.HASH-NAME` under another, HASH naming the
+/// root, so that two roots may each hold a container `web` without one's start killing the
+/// other's processes (a cgroup is host-wide; names are per root).
+pub fn host_name(store: &Store, name: &str) -> String {
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    let default = std::fs::canonicalize(berth_store::DEFAULT_ROOT)
+        .unwrap_or_else(|_| PathBuf::from(berth_store::DEFAULT_ROOT));
+    if root == default {
+        return name.to_string();
+    }
+    // FNV-1a, 32 bits: stable across builds and versions (std's hashers are not).
+    let hash = std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str())
+        .iter()
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        });
+    format!(".{hash:08x}-{name}")
+}
+
 pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
     let rootfs = container_rootfs(store, name, config)?;
     let limits = Limits {
@@ -58,7 +78,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         _ => NetMode::Loopback,
     };
     Ok(Plan {
-        name: name.to_string(),
+        name: host_name(store, name),
         rootfs,
         rootfs_recursive: false,
         ephemeral: false,

@@ -160,7 +160,7 @@ impl Manager {
         let plan = lower::plan(&self.store, name, &config)?;
         let stop_signal = lower::stop_signal(&config, &plan.rootfs);
         let layout = berth_cgroups::Layout::detect()?;
-        let leftovers = clear_orphans(&layout, name)?;
+        let leftovers = clear_orphans(&self.store, &layout, name)?;
         let host = berth_runtime::Host {
             cgroups: Some(layout),
             cache_dir: self.store.root().join("cache"),
@@ -204,19 +204,10 @@ impl Manager {
                 return Err(Error::StopTimeout(name.to_string(), opts.timeout.as_secs()));
             }
         }
-        // The supervisor notices and cleans up; without one (it was killed), we do.
-        let supervisor = rustix::process::Pid::from_raw(state.supervisor_pid)
-            .filter(|_| state.supervisor_alive())
-            .and_then(|p| {
-                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-            });
-        match supervisor {
-            Some(fd) if wait_exit(&fd, Duration::from_secs(5)) => cgroup.release(),
-            _ => {
-                cgroup.remove()?;
-                self.store.clear_state(name)?;
-            }
-        }
+        // Cleaned up here, under the lock, whether or not a supervisor is alive: it waits for
+        // the lock and then finds the container's record gone (see supervisor::finish).
+        cgroup.remove()?;
+        self.store.clear_state(name)?;
         Ok(())
     }
 
@@ -265,7 +256,7 @@ impl Manager {
                 },
             )?;
         } else {
-            clear_orphans(&berth_cgroups::Layout::detect()?, name)?;
+            clear_orphans(&self.store, &berth_cgroups::Layout::detect()?, name)?;
         }
         self.store.remove_container(name)?;
         Ok(())
@@ -450,15 +441,23 @@ fn humantime_parse(text: &str) -> Option<Duration> {
 /// Kills and removes what is in container `name`'s cgroup while no state records it running
 /// (the caller holds its lock): processes of a start whose supervisor was killed before it
 /// recorded the container, or left by a crash. Returns the directories, for a later sweep.
-fn clear_orphans(layout: &berth_cgroups::Layout, name: &str) -> Result<Vec<PathBuf>, Error> {
-    let dirs = container_cgroup_dirs(layout, name);
+fn clear_orphans(
+    store: &Store,
+    layout: &berth_cgroups::Layout,
+    name: &str,
+) -> Result<Vec<PathBuf>, Error> {
+    let dirs = container_cgroup_dirs(store, layout, name);
     Cgroup::adopt(&dirs).remove()?;
     Ok(dirs)
 }
 
 /// Where container `name`'s cgroup directories are, in `layout`.
-fn container_cgroup_dirs(layout: &berth_cgroups::Layout, name: &str) -> Vec<PathBuf> {
-    let dir = berth_runtime::launcher::cgroup_name(name);
+fn container_cgroup_dirs(
+    store: &Store,
+    layout: &berth_cgroups::Layout,
+    name: &str,
+) -> Vec<PathBuf> {
+    let dir = berth_runtime::launcher::cgroup_name(&lower::host_name(store, name));
     layout
         .v1
         .iter()

@@ -129,18 +129,24 @@ fn supervise(
     // The rest of the supervisor's life is spent waiting. A fresh program image holds only
     // what waiting needs, not the CLI's heap and stack: that is most of an idle container's
     // host memory. `reexec` returns only when the exec failed; then this process goes on.
-    reexec(store, name, &running, listener.as_ref());
+    reexec(store, name, &running, state.pid_start, listener.as_ref());
     event_loop(store, name, &running, listener);
-    finish(store, name, running);
+    finish(store, name, running, state.pid_start);
     Ok(())
 }
 
 /// The argument that selects the supervisor's second life in berth's `main`; see [`resume`].
 pub const RESUME_ARG: &str = "__supervise";
 
-/// Replaces this process with `berth __supervise ROOT NAME PID PIDFD CONSOLE SLAVE LISTENER
-/// CGROUP...`, the descriptors passed by number ("-" for none). Returns only on failure.
-fn reexec(store: &Store, name: &str, running: &Running, listener: Option<&OwnedFd>) {
+/// Replaces this process with `berth __supervise ROOT NAME PID PID_START PIDFD CONSOLE SLAVE
+/// LISTENER CGROUP...`, the descriptors passed by number ("-" for none). Returns only on failure.
+fn reexec(
+    store: &Store,
+    name: &str,
+    running: &Running,
+    pid_start: u64,
+    listener: Option<&OwnedFd>,
+) {
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
     let fds = [
@@ -149,18 +155,21 @@ fn reexec(store: &Store, name: &str, running: &Running, listener: Option<&OwnedF
         running.console_slave.as_ref().map(AsFd::as_fd),
         listener.map(AsFd::as_fd),
     ];
-    let mut args = vec![
-        format!("berth: {name}"),
-        RESUME_ARG.to_string(),
-        store.root().display().to_string(),
-        name.to_string(),
-        running.pid.to_string(),
+    use std::os::unix::ffi::OsStrExt;
+    // Paths as their bytes: a state root need not be UTF-8.
+    let mut args: Vec<Vec<u8>> = vec![
+        format!("berth: {name}").into_bytes(),
+        RESUME_ARG.into(),
+        store.root().as_os_str().as_bytes().to_vec(),
+        name.into(),
+        running.pid.to_string().into_bytes(),
+        pid_start.to_string().into_bytes(),
     ];
     for fd in fds {
-        args.push(fd.map_or("-".into(), |fd| fd.as_raw_fd().to_string()));
+        args.push(fd.map_or("-".into(), |fd| fd.as_raw_fd().to_string().into_bytes()));
     }
     if let Some(cg) = &running.cgroup {
-        args.extend(cg.paths().iter().map(|p| p.display().to_string()));
+        args.extend(cg.paths().iter().map(|p| p.as_os_str().as_bytes().to_vec()));
     }
     let Ok(argv) = args
         .into_iter()
@@ -185,11 +194,16 @@ fn reexec(store: &Store, name: &str, running: &Running, listener: Option<&OwnedF
 
 /// The supervisor after [`reexec`]: `args` are the words after [`RESUME_ARG`]. Watches the
 /// container until its init exits, then cleans up; returns the exit status.
-pub fn resume(args: &[String]) -> u8 {
+///
+/// Only root gets here (main checks), and only berth itself means to; still, nothing is
+/// taken on trust: the pidfd must name the init's pid and the cgroups must be the
+/// container's own, since `finish` kills whatever is in them.
+pub fn resume(args: &[std::ffi::OsString]) -> u8 {
     let [
         root,
         name,
         pid,
+        pid_start,
         pidfd,
         console,
         slave,
@@ -199,27 +213,38 @@ pub fn resume(args: &[String]) -> u8 {
     else {
         return 2;
     };
-    let inherit = |arg: &String| arg.parse().ok().and_then(berth_sys::exec::inherit);
+    let number = |arg: &std::ffi::OsString| arg.to_str().and_then(|a| a.parse::<i32>().ok());
     // Every descriptor is claimed before anything else runs (see `inherit`).
-    let (pidfd, console, console_slave, listener) = (
-        inherit(pidfd),
-        inherit(console),
-        inherit(slave),
-        inherit(listener),
-    );
-    let (Some(pidfd), Ok(pid)) = (pidfd, pid.parse::<i32>()) else {
+    let claim = |arg| number(arg).and_then(berth_sys::exec::inherit);
+    let (pidfd, console, console_slave, listener) =
+        (claim(pidfd), claim(console), claim(slave), claim(listener));
+    let (Some(pidfd), Some(pid), Some(pid_start), Some(name)) = (
+        pidfd,
+        number(pid),
+        pid_start.to_str().and_then(|p| p.parse::<u64>().ok()),
+        name.to_str(),
+    ) else {
         return 2;
     };
+    let store = match Store::open(std::path::Path::new(root)) {
+        Ok(store) => store,
+        Err(_) => return 1,
+    };
+    let own = berth_runtime::launcher::cgroup_name(&crate::lower::host_name(&store, name));
+    let paths: Vec<std::path::PathBuf> = cgroups.iter().map(std::path::PathBuf::from).collect();
+    if berth_spec::validate::name(name).is_err()
+        || berth_sys::proc::pidfd_pid(&pidfd) != Some(pid)
+        || paths
+            .iter()
+            .any(|p| p.file_name() != Some(std::ffi::OsStr::new(&own)))
+    {
+        return 2;
+    }
     let _ = berth_sys::proc::set_name(&format!("berth: {name}"));
     // The mask survives exec, but say so here rather than rely on it.
     if berth_sys::signal::block(&[libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP]).is_err() {
         return 1;
     }
-    let store = match Store::open(std::path::Path::new(root)) {
-        Ok(store) => store,
-        Err(_) => return 1,
-    };
-    let paths: Vec<std::path::PathBuf> = cgroups.iter().map(std::path::PathBuf::from).collect();
     let running = Running {
         pid,
         pidfd,
@@ -228,7 +253,7 @@ pub fn resume(args: &[String]) -> u8 {
         console_slave,
     };
     event_loop(&store, name, &running, listener);
-    finish(&store, name, running);
+    finish(&store, name, running, pid_start);
     0
 }
 
@@ -278,7 +303,6 @@ fn event_loop(store: &Store, name: &str, running: &Running, listener: Option<Own
     use rustix::event::{PollFd, PollFlags, poll};
     let log_path = store.container_dir(name).join("console.log");
     let mut log = ConsoleLog::open(&log_path);
-    let sock_path = console_socket(store, name);
     let mut clients: Vec<OwnedFd> = Vec::new();
     // One page: every page the supervisor touches counts against an idle container.
     let mut buf = vec![0u8; 4096];
@@ -343,19 +367,33 @@ fn event_loop(store: &Store, name: &str, running: &Running, listener: Option<Own
             break;
         }
     }
-    let _ = std::fs::remove_file(&sock_path);
 }
 
 /// The init has exited: reap it, remove its cgroup (killing what is left) and the state.
-fn finish(store: &Store, name: &str, running: Running) {
+///
+/// Under the container's lock, and only while the state still records this init: a `stop`
+/// may have cleaned up already and released the lock, and a new `start` may have followed,
+/// with the same cgroup names and console socket.
+fn finish(store: &Store, name: &str, running: Running, pid_start: u64) {
     if let Some(pid) = rustix::process::Pid::from_raw(running.pid) {
         let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    }
+    let _lock = store.lock(name).ok();
+    let ours = match store.read_state(name) {
+        Ok(Some(state)) => state.pid == running.pid && state.pid_start == pid_start,
+        // Cleared by `stop`, or unreadable: nothing newer runs under this name.
+        Ok(None) | Err(_) => true,
+    };
+    if !ours {
+        return;
     }
     if let Some(cg) = running.cgroup {
         let _ = cg.remove();
     }
     let _ = store.clear_state(name);
-    let _ = running.console.as_ref().map(AsFd::as_fd);
+    if running.console.is_some() {
+        let _ = std::fs::remove_file(console_socket(store, name));
+    }
 }
 
 /// console.log, rotated to console.log.1 when it grows past [`LOG_LIMIT`].

@@ -198,13 +198,15 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     // The child sets up its mounts while the launcher steps out of the cgroup and writes the
     // limits (only once out: a small memory or pids limit must bind the container, never
     // kill or block the launcher itself); the child waits for them before it execs.
-    let started = start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock)
-        .and_then(|()| {
-            stay.map_or(Ok(()), |stay| {
-                stay.leave()
-                    .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))
-            })
-        })
+    let went = start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock);
+    // Out of the cgroup whatever happened: on an error below the cgroup is removed, which
+    // kills everything inside it.
+    let left = stay.map_or(Ok(()), |stay| {
+        stay.leave()
+            .map_err(|e| LaunchError::berth(format!("leave the container's cgroup: {e}")))
+    });
+    let started = went
+        .and(left)
         .and_then(|()| match &cgroup {
             Some(cg) => cg
                 .apply(&berth_cgroups::Limits {
@@ -278,7 +280,11 @@ fn start_child(
 
 /// Lets the child exec (its limits are in place) and waits for the exec or its failure.
 fn finish_child(pid: i32, sock: &OwnedFd) -> Result<(), LaunchError> {
-    sync::send(sock, sync::ToChild::Ready).map_err(errno_ctx("start the container"))?;
+    // A child that failed early has exited already (EPIPE): its report is still queued.
+    match sync::send(sock, sync::ToChild::Ready) {
+        Ok(()) | Err(Errno::PIPE) => {}
+        Err(e) => return Err(errno_ctx("start the container")(e)),
+    }
     match sync::recv_report(sock).map_err(errno_ctx("read the container's start report"))? {
         None => Ok(()),
         Some(sync::ToParent::Failed { code, message, .. }) => {
@@ -325,7 +331,11 @@ fn write_id_maps(pid: i32, map: &IdMap) -> Result<(), LaunchError> {
         .map_err(|e| LaunchError::berth(format!("write the user namespace's id maps: {e}")))
 }
 
-/// cgroup directory name of a container.
+/// cgroup directory name of a container, from its plan's name ("berth-web",
+/// "berth-run.1234", "berth.1a2b3c4d-web" for a container of another state root).
 pub fn cgroup_name(name: &str) -> String {
-    format!("berth-{name}")
+    format!(
+        "berth{}{name}",
+        if name.starts_with('.') { "" } else { "-" }
+    )
 }

@@ -48,6 +48,9 @@ pub enum Op {
         target: &'static str,
         link: &'static str,
     },
+    /// The host's os-release, read-only at /run/host/os-release (systemd's container
+    /// interface), when the host has one.
+    HostOsRelease,
 }
 
 const NOSUID_NODEV_NOEXEC: MountFlags = MountFlags::NOSUID
@@ -173,6 +176,7 @@ pub const TABLE: &[(When, Op)] = &[
             data: "mode=755",
         },
     ),
+    (When::RunTmp, Op::HostOsRelease),
     (
         When::RunTmp,
         Op::Fs {
@@ -291,6 +295,19 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
                 None => "/dev/null".to_string(),
             };
             rustix::mount::mount_bind(source, fd_path(&fd)).map_err(err("bind", "/dev/console"))
+        }
+        Op::HostOsRelease => {
+            const TARGET: &str = "/run/host/os-release";
+            let Some(source) = ["/etc/os-release", "/usr/lib/os-release"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).is_file())
+            else {
+                return Ok(());
+            };
+            let fd = open_in(root, TARGET, Create::File).map_err(err("create", TARGET))?;
+            rustix::mount::mount_bind(source, fd_path(&fd)).map_err(err("bind", TARGET))?;
+            let top = open_in(root, TARGET, Create::Nothing).map_err(err("resolve", TARGET))?;
+            berth_sys::mount::set_readonly(&top, true).map_err(err("make read-only", TARGET))
         }
         Op::Symlink { target, link } => {
             let (dir, name) = link.rsplit_once('/').unwrap_or(("", link));

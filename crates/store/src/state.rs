@@ -81,15 +81,18 @@ impl Store {
             // What a crash between the unsynced write and its flush leaves: nothing runs
             // after a crash (and a record from before a reboot is refused by its boot id).
             Ok(bytes) if bytes.is_empty() => Ok(None),
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::BadState {
-                        name: name.to_string(),
-                        path,
-                        reason: e.to_string(),
-                    })
-            }
+            // Unreadable (a crash can leave zeros): no running container is known. Its
+            // processes, if any, are in its cgroup, which the next start or delete clears.
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(state) => Ok(Some(state)),
+                Err(e) => {
+                    tracing::warn!(
+                        "ignoring the unreadable state record {}: {e}",
+                        path.display()
+                    );
+                    Ok(None)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io("read", &path)(e)),
         }
@@ -151,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_state_file_is_no_state_and_garbage_is_an_error() {
+    fn an_empty_or_garbled_state_file_is_no_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("store");
         s.create_container("web", "").expect("create");
@@ -160,6 +163,8 @@ mod tests {
         std::fs::write(&path, b"").expect("write");
         assert_eq!(s.read_state("web").expect("read"), None);
         std::fs::write(&path, b"{\"pid\": ").expect("write");
-        assert!(s.read_state("web").is_err());
+        assert_eq!(s.read_state("web").expect("read"), None);
+        std::fs::write(&path, [0u8; 64]).expect("write");
+        assert_eq!(s.read_state("web").expect("read"), None);
     }
 }

@@ -10,3 +10,13 @@ pub fn set_name(name: &str) -> Result<(), Errno> {
     let c = std::ffi::CStr::from_bytes_with_nul(&bytes).map_err(|_| Errno::INVAL)?;
     rustix::thread::set_name(c)
 }
+
+/// The pid a pidfd refers to, from /proc/self/fdinfo (`Pid:`); `None` when the descriptor
+/// is not a pidfd or its process is gone.
+pub fn pidfd_pid(pidfd: &impl std::os::fd::AsRawFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|&p: &i32| p > 0)
+}

@@ -157,11 +157,19 @@ pub fn cgroups_of(name: &str) -> Vec<PathBuf> {
         .map(|e| e.path())
         .chain([PathBuf::from("/sys/fs/cgroup")])
         .collect();
-    for want in [format!("berth-{name}"), format!("berth-run.{name}")] {
-        for root in &roots {
-            let p = root.join(&want);
-            if p.exists() {
-                found.push(p);
+    // berth-NAME (the default state root), berth-run.NAME (berth run), berth.HASH-NAME (a
+    // container of another state root, as every test's is).
+    let plain = [format!("berth-{name}"), format!("berth-run.{name}")];
+    let suffix = format!("-{name}");
+    for root in &roots {
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let of_a_root = file.strip_prefix("berth.").is_some_and(|rest| {
+                rest.strip_suffix(&suffix)
+                    .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+            if plain.contains(&file) || of_a_root {
+                found.push(entry.path());
             }
         }
     }

@@ -711,3 +711,58 @@ fn create_and_start_killed_half_way_leave_nothing_half_made() {
         .collect();
     assert!(strays.iter().all(|n| !n.starts_with("kill9")), "{strays:?}");
 }
+
+/// systemd's container interface, as far as a busybox init shows it: `container=berth` for
+/// the init, the host's os-release read-only at /run/host/os-release, /sys read-only, a
+/// private /dev, /dev/console a pty whose master the supervisor holds, the supervisor outside
+/// that pty's session (no controlling terminal).
+#[test]
+fn the_container_interface() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let sh = |script: &str| w.run(&["exec", &c.name, "--", "sh", "-c", script]);
+    let env = sh("tr '\\0' '\\n' < /proc/1/environ");
+    assert!(
+        text(&env.stdout).lines().any(|l| l == "container=berth"),
+        "{}",
+        text(&env.stdout)
+    );
+    let host = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .expect("the host's os-release");
+    assert_eq!(text(&sh("cat /run/host/os-release").stdout), host);
+    assert!(!sh("echo x >> /run/host/os-release").status.success());
+    assert!(
+        !sh("touch /sys/berth-test").status.success(),
+        "/sys is writable"
+    );
+    let dev = text(&sh("grep ' /dev ' /proc/mounts").stdout);
+    assert!(
+        dev.starts_with("tmpfs /dev ") || dev.contains(" /dev tmpfs "),
+        "{dev}"
+    );
+    // /dev/console: a pty slave (major 136..143), the init's terminal.
+    let major = text(&sh("stat -L -c %t /dev/console").stdout);
+    let major = u32::from_str_radix(major.trim(), 16).expect("hex major");
+    assert!((136..=143).contains(&major), "console major {major}");
+    let sup = info(&w, &c.name)["supervisor_pid"]
+        .as_i64()
+        .expect("supervisor");
+    let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split(' ').collect();
+    // Fields after the command: state ppid pgrp session tty_nr ...
+    assert_eq!(fields[4], "0", "the supervisor has a controlling terminal");
+    let init = info(&w, &c.name)["pid"].as_i64().expect("pid");
+    let istat = std::fs::read_to_string(format!("/proc/{init}/stat")).expect("stat");
+    let ifields: Vec<&str> = istat
+        .rsplit_once(") ")
+        .expect("stat")
+        .1
+        .split(' ')
+        .collect();
+    assert_ne!(fields[3], ifields[3], "supervisor and init share a session");
+}
