@@ -279,3 +279,64 @@ pub fn copy_rootfs(src: &Path, dest: &Path) {
         .expect("cp");
     assert!(ok.success(), "cp -a {} {}", src.display(), dest.display());
 }
+
+/// Helpers for system-container tests: commands that must succeed, `info`, a started busybox
+/// container that is deleted on drop.
+pub mod system {
+    use crate::{World, cgroups_of, text, unique};
+    use serde_json::Value;
+    use std::time::{Duration, Instant};
+
+    pub fn ok(w: &World, args: &[&str]) -> String {
+        let out = w.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn info(w: &World, name: &str) -> Value {
+        serde_json::from_str(&ok(w, &["info", name, "--format", "json"])).expect("info JSON")
+    }
+
+    /// A started busybox container, stopped and deleted on drop (even when a test fails).
+    pub struct Running<'a> {
+        pub w: &'a World,
+        pub name: String,
+    }
+
+    impl<'a> Running<'a> {
+        pub fn new(w: &'a World, extra: &[&str]) -> Running<'a> {
+            let name = unique("sys");
+            ok(w, &[&["create", "busybox", &name][..], extra].concat());
+            ok(w, &["start", &name]);
+            Running { w, name }
+        }
+    }
+
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            let _ = self.w.run(&["delete", "--force", &self.name]);
+            if !std::thread::panicking() {
+                assert!(
+                    cgroups_of(&self.name).is_empty(),
+                    "cgroups left: {:?}",
+                    cgroups_of(&self.name)
+                );
+            }
+        }
+    }
+
+    pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}

@@ -2,63 +2,11 @@
 //! delete, with busybox init as PID 1; robustness against killed supervisors and inits, and
 //! bad input.
 
+use berth_e2e::system::{Running, info, ok, wait_until};
 use berth_e2e::{World, cgroups_of, root_or_skip, text, unique};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok(w: &World, args: &[&str]) -> String {
-    let out = w.run(args);
-    assert!(
-        out.status.success(),
-        "berth {args:?}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-fn info(w: &World, name: &str) -> Value {
-    serde_json::from_str(&ok(w, &["info", name, "--format", "json"])).expect("info JSON")
-}
-
-/// A started busybox container, stopped and deleted on drop (even when a test fails).
-struct Running<'a> {
-    w: &'a World,
-    name: String,
-}
-
-impl<'a> Running<'a> {
-    fn new(w: &'a World, extra: &[&str]) -> Running<'a> {
-        let name = unique("sys");
-        ok(w, &[&["create", "busybox", &name][..], extra].concat());
-        ok(w, &["start", &name]);
-        Running { w, name }
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let _ = self.w.run(&["delete", "--force", &self.name]);
-        if !std::thread::panicking() {
-            assert!(
-                cgroups_of(&self.name).is_empty(),
-                "cgroups left: {:?}",
-                cgroups_of(&self.name)
-            );
-        }
-    }
-}
-
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 #[test]
 fn a_busybox_container_boots_runs_commands_and_stops() {

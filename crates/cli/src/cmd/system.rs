@@ -23,11 +23,12 @@ pub struct CreateArgs {
     image: String,
     /// The container's name: lower-case letters, digits and '-'.
     name: String,
-    /// A setting, KEY=VALUE (repeatable), e.g. -c limits.memory=512MiB.
-    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    /// A setting, KEY=VALUE (repeatable), e.g. -c limits.memory=512MiB; applied over
+    /// --config.
+    #[arg(short = 'c', long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// A whole config.toml to start from.
-    #[arg(long = "config-file", value_name = "FILE")]
+    #[arg(long = "config", visible_alias = "config-file", value_name = "FILE")]
     config_file: Option<PathBuf>,
 }
 
