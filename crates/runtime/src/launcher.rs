@@ -248,6 +248,13 @@ fn start_child(
 ) -> Result<(), LaunchError> {
     if let Some(map) = &plan.id_map {
         write_id_maps(pid, map)?;
+    }
+    // A rootfs already owned by the container's ids (chowned into the range once, as LXC's
+    // unprivileged containers are) needs no idmapped mount: the way to run unprivileged on
+    // a filesystem that has none (tmpfs before Linux 6.3, 9p, NFS).
+    if let Some(map) = &plan.id_map
+        && !already_shifted(rootfs, map)
+    {
         let userns = rustix::fs::open(
             format!("/proc/{pid}/ns/user"),
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -256,8 +263,10 @@ fn start_child(
         .map_err(errno_ctx("open the container's user namespace"))?;
         berth_sys::mount::idmap(rootfs, &userns, plan.rootfs_recursive).map_err(|e| {
             LaunchError::berth(format!(
-                "idmap the rootfs {} (does its filesystem support idmapped mounts? use --privileged otherwise): {e}",
-                plan.rootfs.display()
+                "idmap the rootfs {} (does its filesystem support idmapped mounts? otherwise chown the rootfs into the container's ids, {}:{} for its root, or use --privileged): {e}",
+                plan.rootfs.display(),
+                map.host_uid,
+                map.host_gid
             ))
         })?;
         // Binds are not idmapped: host files keep their host owners (root's appear as
@@ -293,6 +302,12 @@ fn finish_child(pid: i32, sock: &OwnedFd) -> Result<(), LaunchError> {
             Err(LaunchError { code, message })
         }
     }
+}
+
+/// Whether the rootfs's top directory belongs to the container's root (host uid and gid
+/// where the map puts 0).
+fn already_shifted(rootfs: &OwnedFd, map: &IdMap) -> bool {
+    rustix::fs::fstat(rootfs).is_ok_and(|st| st.st_uid == map.host_uid && st.st_gid == map.host_gid)
 }
 
 fn pid_of(pid: i32) -> rustix::process::Pid {

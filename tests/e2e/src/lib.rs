@@ -269,6 +269,39 @@ pub fn debian_rootfs(name: &str, include: &str) -> PathBuf {
     done
 }
 
+/// Where root's subordinate uids and gids start (/etc/subuid, /etc/subgid: `root:START:N`),
+/// that is, the host ids of an unprivileged container's root.
+pub fn subid_base() -> (u32, u32) {
+    let start = |file: &str| {
+        std::fs::read_to_string(file)
+            .expect("read the subordinate id file")
+            .lines()
+            .find_map(|l| l.strip_prefix("root:")?.split(':').next()?.parse().ok())
+            .expect("a range for root")
+    };
+    (start("/etc/subuid"), start("/etc/subgid"))
+}
+
+/// Adds the given ids to the owner and group of every entry under `root` (its top
+/// included), keeping the setuid and setgid bits that chown clears: a rootfs already in an
+/// unprivileged container's ids, as LXC's are, for filesystems without idmapped mounts.
+pub fn shift_ids(root: &Path, (uid_by, gid_by): (u32, u32)) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root).expect("stat");
+    std::os::unix::fs::lchown(root, Some(meta.uid() + uid_by), Some(meta.gid() + gid_by))
+        .expect("lchown");
+    if meta.file_type().is_symlink() {
+        return;
+    }
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .expect("chmod");
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(root).expect("ls") {
+            shift_ids(&entry.expect("entry").path(), (uid_by, gid_by));
+        }
+    }
+}
+
 /// Copies a cached rootfs into `dest` (cp -a: owners, modes, links as they are).
 pub fn copy_rootfs(src: &Path, dest: &Path) {
     let ok = Command::new("cp")

@@ -350,3 +350,33 @@ fn a_start_that_fails_after_the_clone_reports_and_cleans_up() {
     assert!(cgroups_of(&name).is_empty(), "{:?}", cgroups_of(&name));
     ok(&w, &["delete", &name]);
 }
+
+/// A rootfs chowned into the container's ids runs unprivileged without an idmapped mount
+/// (what filesystems without idmap support need), and what container root writes in it is
+/// owned by the container's ids on disk.
+#[test]
+fn a_rootfs_in_the_containers_ids_needs_no_idmap() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let rootfs = w.dir.path().join("shifted");
+    berth_e2e::copy_rootfs(&w.rootfs, &rootfs);
+    let base = berth_e2e::subid_base();
+    berth_e2e::shift_ids(&rootfs, base);
+    let name = unique("shift");
+    ok(&w, &["create", rootfs.to_str().expect("utf-8"), &name]);
+    ok(&w, &["start", &name]);
+    ok(&w, &["exec", &name, "--", "touch", "/root/made-inside"]);
+    assert_eq!(
+        ok(
+            &w,
+            &["exec", &name, "--", "stat", "-c", "%u:%g", "/bin/busybox"]
+        ),
+        "0:0\n"
+    );
+    let made = std::fs::metadata(rootfs.join("root/made-inside")).expect("stat");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((made.uid(), made.gid()), base);
+    cleanup(&w, &name);
+}
