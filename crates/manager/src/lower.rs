@@ -35,13 +35,13 @@ pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
     }
 }
 
-/// The Plan that starts container `name`.
 /// The name container `name` goes by on the host, for its cgroup (`berth-` + this): the name
 /// itself under the default state root, and `.HASH-NAME` under another, HASH naming the
 /// root, so that two roots may each hold a container `web` without one's start killing the
 /// other's processes (a cgroup is host-wide; names are per root).
 pub fn host_name(store: &Store, name: &str) -> String {
-    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    // The store's root is canonical (Store::open).
+    let root = store.root().to_path_buf();
     let default = std::fs::canonicalize(berth_store::DEFAULT_ROOT)
         .unwrap_or_else(|_| PathBuf::from(berth_store::DEFAULT_ROOT));
     if root == default {
@@ -56,6 +56,7 @@ pub fn host_name(store: &Store, name: &str) -> String {
     format!(".{hash:08x}-{name}")
 }
 
+/// The Plan that starts container `name`.
 pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
     let rootfs = container_rootfs(store, name, config)?;
     let limits = Limits {

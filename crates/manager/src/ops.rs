@@ -142,8 +142,14 @@ impl Manager {
         if state.init_alive() {
             return Ok(Some(state));
         }
-        if !state.supervisor_alive() {
-            // Nobody is left to clean up after this container: do it now.
+        // Nobody is left to clean up after this container: do it now, but only under its
+        // lock and only if the record is still this one (a locked `start` may be replacing
+        // it; a caller that holds the lock itself leaves it to the next reader, or to its
+        // own clearing of orphans).
+        if !state.supervisor_alive()
+            && let Ok(Some(_lock)) = self.store.try_lock(name)
+            && self.store.read_state(name).ok().flatten().as_ref() == Some(&state)
+        {
             let _ = Cgroup::adopt(&paths(&state)).remove();
             self.store.clear_state(name)?;
         }

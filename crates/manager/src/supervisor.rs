@@ -119,13 +119,14 @@ fn supervise(
     }
     let _ = report.write_all(b"ok");
     drop(report);
-    drop(lock);
-    // After the report, off `start`'s path (a new inode on the state disk costs); `berth
-    // console` waits a moment for the socket of a container that has just started.
+    // After the report, off `start`'s path (a new inode on the state disk costs; `berth
+    // console` waits a moment for the socket of a container that has just started), but
+    // under the lock: a stop and a new start in between must not find the path half-taken.
     let listener = running
         .console
         .as_ref()
         .and_then(|_| listen(&console_socket(store, name)));
+    drop(lock);
     // The rest of the supervisor's life is spent waiting. A fresh program image holds only
     // what waiting needs, not the CLI's heap and stack: that is most of an idle container's
     // host memory. `reexec` returns only when the exec failed; then this process goes on.
@@ -214,6 +215,16 @@ pub fn resume(args: &[std::ffi::OsString]) -> u8 {
         return 2;
     };
     let number = |arg: &std::ffi::OsString| arg.to_str().and_then(|a| a.parse::<i32>().ok());
+    // Descriptors above stderr, each named once: `inherit` takes ownership of each.
+    let numbers: Vec<i32> = [pidfd, console, slave, listener]
+        .into_iter()
+        .filter_map(number)
+        .collect();
+    if numbers.iter().any(|&n| n < 3)
+        || (1..numbers.len()).any(|i| numbers[..i].contains(&numbers[i]))
+    {
+        return 2;
+    }
     // Every descriptor is claimed before anything else runs (see `inherit`).
     let claim = |arg| number(arg).and_then(berth_sys::exec::inherit);
     let (pidfd, console, console_slave, listener) =
@@ -232,11 +243,22 @@ pub fn resume(args: &[std::ffi::OsString]) -> u8 {
     };
     let own = berth_runtime::launcher::cgroup_name(&crate::lower::host_name(&store, name));
     let paths: Vec<std::path::PathBuf> = cgroups.iter().map(std::path::PathBuf::from).collect();
+    // Each cgroup: the container's own directory, right under a cgroup mount of this host.
+    let mounts: Vec<std::path::PathBuf> = berth_cgroups::Layout::detect()
+        .map(|l| {
+            l.v1.iter()
+                .map(|h| h.mount_point.clone())
+                .chain(l.unified.iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let owned = |p: &std::path::PathBuf| {
+        p.file_name() == Some(std::ffi::OsStr::new(&own))
+            && p.parent().is_some_and(|m| mounts.iter().any(|x| x == m))
+    };
     if berth_spec::validate::name(name).is_err()
         || berth_sys::proc::pidfd_pid(&pidfd) != Some(pid)
-        || paths
-            .iter()
-            .any(|p| p.file_name() != Some(std::ffi::OsStr::new(&own)))
+        || !paths.iter().all(owned)
     {
         return 2;
     }
@@ -385,6 +407,10 @@ fn finish(store: &Store, name: &str, running: Running, pid_start: u64) {
         Ok(None) | Err(_) => true,
     };
     if !ours {
+        // Not ours to remove: a created (not adopted) cgroup would be torn down on drop.
+        if let Some(cg) = running.cgroup {
+            cg.release();
+        }
         return;
     }
     if let Some(cg) = running.cgroup {

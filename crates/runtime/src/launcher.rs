@@ -289,12 +289,21 @@ fn start_child(
 
 /// Lets the child exec (its limits are in place) and waits for the exec or its failure.
 fn finish_child(pid: i32, sock: &OwnedFd) -> Result<(), LaunchError> {
-    // A child that failed early has exited already (EPIPE): its report is still queued.
-    match sync::send(sock, sync::ToChild::Ready) {
-        Ok(()) | Err(Errno::PIPE) => {}
+    // A child that failed early has exited already (EPIPE): its report is still queued, and
+    // without one it died (killed) before it could report.
+    let gone = match sync::send(sock, sync::ToChild::Ready) {
+        Ok(()) => false,
+        Err(Errno::PIPE) => true,
         Err(e) => return Err(errno_ctx("start the container")(e)),
-    }
+    };
     match sync::recv_report(sock).map_err(errno_ctx("read the container's start report"))? {
+        None if gone => {
+            let _ =
+                rustix::process::waitpid(Some(pid_of(pid)), rustix::process::WaitOptions::empty());
+            Err(LaunchError::berth(
+                "the container's first process died before it could start (killed?)",
+            ))
+        }
         None => Ok(()),
         Some(sync::ToParent::Failed { code, message, .. }) => {
             let _ =
@@ -306,8 +315,20 @@ fn finish_child(pid: i32, sock: &OwnedFd) -> Result<(), LaunchError> {
 
 /// Whether the rootfs's top directory belongs to the container's root (host uid and gid
 /// where the map puts 0).
+/// Its top and /etc, if any, are looked at: a tree chowned only in part would otherwise come
+/// up owned by nobody.
 fn already_shifted(rootfs: &OwnedFd, map: &IdMap) -> bool {
-    rustix::fs::fstat(rootfs).is_ok_and(|st| st.st_uid == map.host_uid && st.st_gid == map.host_gid)
+    let ours = |st: rustix::fs::Stat| st.st_uid == map.host_uid && st.st_gid == map.host_gid;
+    let top = rustix::fs::fstat(rootfs).is_ok_and(ours);
+    let etc = match rustix::fs::statat(rootfs, "etc", rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => ours(st),
+        Err(_) => true,
+    };
+    let shifted = top && etc;
+    if shifted {
+        tracing::info!("the rootfs is owned by the container's ids: mounted without an idmap");
+    }
+    shifted
 }
 
 fn pid_of(pid: i32) -> rustix::process::Pid {

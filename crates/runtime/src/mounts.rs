@@ -48,8 +48,8 @@ pub enum Op {
         target: &'static str,
         link: &'static str,
     },
-    /// The host's os-release, read-only at /run/host/os-release (systemd's container
-    /// interface), when the host has one.
+    /// A copy of the host's os-release at /run/host/os-release, mode 0444 (systemd's
+    /// container interface), when the host has one.
     HostOsRelease,
 }
 
@@ -297,17 +297,12 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             rustix::mount::mount_bind(source, fd_path(&fd)).map_err(err("bind", "/dev/console"))
         }
         Op::HostOsRelease => {
-            const TARGET: &str = "/run/host/os-release";
-            let Some(source) = ["/etc/os-release", "/usr/lib/os-release"]
-                .into_iter()
-                .find(|p| std::path::Path::new(p).is_file())
-            else {
-                return Ok(());
-            };
-            let fd = open_in(root, TARGET, Create::File).map_err(err("create", TARGET))?;
-            rustix::mount::mount_bind(source, fd_path(&fd)).map_err(err("bind", TARGET))?;
-            let top = open_in(root, TARGET, Create::Nothing).map_err(err("resolve", TARGET))?;
-            berth_sys::mount::set_readonly(&top, true).map_err(err("make read-only", TARGET))
+            // A copy on the container's own /run tmpfs, not a bind: a privileged container
+            // could remount a bind read-write and write the host's file.
+            if let Err(e) = copy_host_os_release(root) {
+                tracing::warn!("no /run/host/os-release in the container: {e}");
+            }
+            Ok(())
         }
         Op::Symlink { target, link } => {
             let (dir, name) = link.rsplit_once('/').unwrap_or(("", link));
@@ -325,6 +320,26 @@ fn run_op(env: &Env<'_>, op: &Op) -> Result<(), MountError> {
             }
         }
     }
+}
+
+/// Writes the host's os-release to /run/host/os-release in the root (on its /run tmpfs).
+fn copy_host_os_release(root: BorrowedFd<'_>) -> Result<(), MountError> {
+    const TARGET: &str = "/run/host/os-release";
+    let Some(text) = ["/etc/os-release", "/usr/lib/os-release"]
+        .into_iter()
+        .find_map(|p| std::fs::read(p).ok())
+    else {
+        return Ok(());
+    };
+    let fd = open_in(root, TARGET, Create::File).map_err(err("create", TARGET))?;
+    let file = rustix::fs::open(
+        fd_path(&fd),
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::TRUNC | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(err("open", TARGET))?;
+    rustix::io::write(&file, &text).map_err(err("write", TARGET))?;
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o444)).map_err(err("chmod", TARGET))
 }
 
 /// Opens `target` inside the root, or None when it does not exist.

@@ -25,7 +25,9 @@ impl Store {
     /// (gone at reboot, as a lock or socket should be); beside the state otherwise, so that
     /// every `--root` (each test's) is self-contained.
     pub fn run_dir(&self) -> PathBuf {
-        if self.root() == Path::new(crate::DEFAULT_ROOT) {
+        let default = std::fs::canonicalize(crate::DEFAULT_ROOT)
+            .unwrap_or_else(|_| PathBuf::from(crate::DEFAULT_ROOT));
+        if self.root() == default {
             PathBuf::from("/run/berth")
         } else {
             self.root().join("run")
@@ -158,18 +160,35 @@ impl Store {
         }
     }
 
-    /// Takes the lock of container `name`, waiting for another command that holds it.
-    pub fn lock(&self, name: &str) -> Result<Lock, StoreError> {
+    /// Like [`Store::lock`], but `None` at once when another holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
+        let file = self.lock_file(name)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(StoreError::io("lock", &self.run_dir().join("locks"))(e))
+            }
+        }
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File, StoreError> {
         let dir = self.run_dir().join("locks");
         atomic::create_dir_all_mode(&dir, 0o700)?;
         let path = dir.join(format!("{name}.lock"));
-        let file = File::options()
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(StoreError::io("open lock", &path))?;
-        file.lock().map_err(StoreError::io("lock", &path))?;
+            .map_err(StoreError::io("open lock", &path))
+    }
+
+    /// Takes the lock of container `name`, waiting for another command that holds it.
+    pub fn lock(&self, name: &str) -> Result<Lock, StoreError> {
+        let file = self.lock_file(name)?;
+        file.lock()
+            .map_err(StoreError::io("lock", &self.run_dir().join("locks")))?;
         Ok(Lock { _file: file })
     }
 }

@@ -69,11 +69,13 @@ pub struct Store {
 impl Store {
     /// Opens (creating it if needed) the state root. The root is 0711: other users may reach
     /// a container's files only where its own permissions allow, as with LXC's /var/lib/lxc.
+    ///
+    /// The root is kept canonical (no `..`, no symlinks): locks, sockets and host-wide names
+    /// (cgroups) derive from it, so two spellings of one root must give one store.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         atomic::create_dir_all_mode(root, 0o711)?;
-        Ok(Store {
-            root: root.to_path_buf(),
-        })
+        let root = std::fs::canonicalize(root).map_err(StoreError::io("resolve", root))?;
+        Ok(Store { root })
     }
 
     pub fn root(&self) -> &Path {
