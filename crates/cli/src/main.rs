@@ -75,6 +75,8 @@ enum Command {
     Logs(cmd::system::LogsArgs),
     /// Show or change a container's settings.
     Config(cmd::system::ConfigArgs),
+    /// Manage images: list, build, delete.
+    Image(cmd::image::ImageArgs),
 }
 
 /// The C entry point, instead of Rust's `fn main`.
@@ -173,6 +175,7 @@ fn real_main() -> u8 {
         Command::Console(a) => sys::console(root, a),
         Command::Autostart(a) => sys::autostart(root, a),
         Command::Config(a) => sys::config(root, a),
+        Command::Image(a) => cmd::image::main(root, a),
     })
 }
 

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod images;
+mod layers;
 pub mod lower;
 pub mod ops;
 pub mod status;
@@ -24,6 +26,8 @@ use rustix::io::Errno;
 pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Image(#[from] berth_image::Error),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("{}", .0.message)]

@@ -1,38 +1,71 @@
 //! A system container's config, lowered to the runtime's Plan.
 
 use crate::Error;
+pub use crate::layers::Layers;
 use berth_spec::config::{Config, signal_number};
 use berth_spec::{Bind, IdMap, Limits, NetMode, Plan, User};
 use berth_store::Store;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The root filesystem of container `name`: its own copy of its image, or its path.
-pub fn container_rootfs(store: &Store, name: &str, config: &Config) -> Result<PathBuf, Error> {
-    let own = store.container_dir(name).join("rootfs");
-    if config.rootfs.image.is_some() {
+/// Container `name`'s files: a directory rootfs (its path, or its own copy of an image), or
+/// an image's rootfs with the container's own layer (`layer/`: upper/ and work/) over it.
+pub fn container_layers(store: &Store, name: &str, config: &Config) -> Result<Layers, Error> {
+    let dir = store.container_dir(name);
+    if config.rootfs.image.is_none() {
+        return Ok(Layers {
+            lower: rootfs_path(config)?,
+            upper: None,
+        });
+    }
+    let missing = |p: &Path| Error::RootfsMissing(name.to_string(), p.display().to_string());
+    if !config.rootfs.is_overlay() {
         // Its own copy, never the image itself, which other containers share.
+        let own = dir.join("rootfs");
         return if own.is_dir() {
-            Ok(own)
+            Ok(Layers {
+                lower: own,
+                upper: None,
+            })
         } else {
-            Err(Error::RootfsMissing(
-                name.to_string(),
-                own.display().to_string(),
-            ))
+            Err(missing(&own))
         };
     }
-    rootfs(store, config)
+    let image = image_of(store, config)?;
+    let layer = dir.join("layer");
+    if !layer.join("upper").is_dir() {
+        return Err(missing(&layer));
+    }
+    Ok(Layers {
+        lower: image.rootfs,
+        upper: Some(layer.join("upper")),
+    })
 }
 
-/// The root filesystem directory a config names (an image's, or a path).
-pub fn rootfs(store: &Store, config: &Config) -> Result<PathBuf, Error> {
-    match (&config.rootfs.image, &config.rootfs.path) {
-        (Some(image), _) => Ok(store.image_rootfs(image)?),
-        (None, Some(path)) => Ok(path.clone()),
-        (None, None) => {
-            Err(berth_spec::SpecError::Key("rootfs", "set image or path".into()).into())
-        }
-    }
+/// The image a config's container is made from: by the id it was made from, else by name.
+pub fn image_of(store: &Store, config: &Config) -> Result<berth_image::Image, Error> {
+    let images = berth_image::Images::open(store)?;
+    let name = config.rootfs.image.as_deref().unwrap_or_default();
+    let found = match &config.rootfs.image_id {
+        Some(id) => images.by_id(id)?,
+        None => images.resolve(name)?,
+    };
+    found.ok_or_else(|| {
+        berth_image::Error::Bad(
+            name.to_string(),
+            "the image this container was made from is gone; recreate the container".into(),
+        )
+        .into()
+    })
+}
+
+/// A path rootfs's directory.
+fn rootfs_path(config: &Config) -> Result<PathBuf, Error> {
+    config
+        .rootfs
+        .path
+        .clone()
+        .ok_or_else(|| berth_spec::SpecError::Key("rootfs", "set image or path".into()).into())
 }
 
 /// The name container `name` goes by on the host, for its cgroup (`berth-` + this): the name
@@ -58,7 +91,13 @@ pub fn host_name(store: &Store, name: &str) -> String {
 
 /// The Plan that starts container `name`.
 pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
-    let rootfs = container_rootfs(store, name, config)?;
+    let layers = container_layers(store, name, config)?;
+    let rootfs = layers.lower.clone();
+    let overlay_rw = layers
+        .upper
+        .as_ref()
+        .and_then(|up| up.parent())
+        .map(Path::to_path_buf);
     let limits = Limits {
         memory: config
             .limits
@@ -83,6 +122,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         rootfs,
         rootfs_recursive: false,
         ephemeral: false,
+        overlay_rw,
         command: config.init.clone(),
         command_is_default: false,
         env: [
@@ -163,13 +203,9 @@ pub fn stop_signal(config: &Config, rootfs: &Path) -> i32 {
 /// Writes the container's hostname into the rootfs's /etc/hostname, where an init (systemd,
 /// Debian's hostname.sh) reads it at boot and would otherwise set the name the rootfs came
 /// with. Only an existing regular file is replaced.
-pub fn write_hostname(rootfs: &Path, hostname: &str) {
-    if berth_runtime::resolve::read_in_root(rootfs, "/etc/hostname", 4096).is_some()
-        && let Err(e) = berth_runtime::resolve::replace_in_root(
-            rootfs,
-            "/etc/hostname",
-            &format!("{hostname}\n"),
-        )
+pub fn write_hostname(layers: &Layers, hostname: &str) {
+    if layers.read("/etc/hostname", 4096).is_some()
+        && let Err(e) = layers.replace("/etc/hostname", &format!("{hostname}\n"))
     {
         tracing::warn!("could not write /etc/hostname: {e}");
     }
@@ -179,12 +215,12 @@ pub fn write_hostname(rootfs: &Path, hostname: &str) {
 /// Debian's lacks (its `pf::powerwait` merely warns): add one that halts, as LXC's Debian
 /// template does. Only for a sysvinit rootfs (an inittab, an init that is neither systemd
 /// nor busybox) that has no such entry yet.
-pub fn prepare_sysvinit(rootfs: &Path, config: &Config) {
-    if stop_signal(config, rootfs) != libc::SIGPWR || config.stop_signal.is_some() {
+pub fn prepare_sysvinit(layers: &Layers, config: &Config) {
+    // The init is the image's: an upper layer is fresh at create.
+    if stop_signal(config, &layers.lower) != libc::SIGPWR || config.stop_signal.is_some() {
         return;
     }
-    let Some(inittab) = berth_runtime::resolve::read_in_root(rootfs, "/etc/inittab", 1 << 20)
-    else {
+    let Some(inittab) = layers.read("/etc/inittab", 1 << 20) else {
         return;
     };
     let has_powerfail = inittab
@@ -197,7 +233,7 @@ pub fn prepare_sysvinit(rootfs: &Path, config: &Config) {
     let text = format!(
         "{inittab}\n# Added by berth: `berth stop` sends SIGPWR to halt cleanly.\np0::powerfail:/sbin/init 0\n"
     );
-    if let Err(e) = berth_runtime::resolve::replace_in_root(rootfs, "/etc/inittab", &text) {
+    if let Err(e) = layers.replace("/etc/inittab", &text) {
         tracing::warn!("could not add a powerfail entry to /etc/inittab: {e}");
     }
 }

@@ -79,10 +79,10 @@ impl Manager {
         }
         let rootfs = match source {
             CreateSource::Image(image) => {
-                validate::name(&image)?;
+                validate::image_name(&image)?;
                 Rootfs {
                     image: Some(image),
-                    path: None,
+                    ..Rootfs::default()
                 }
             }
             CreateSource::Path(path) => {
@@ -97,8 +97,8 @@ impl Manager {
                     });
                 }
                 Rootfs {
-                    image: None,
                     path: Some(canon),
+                    ..Rootfs::default()
                 }
             }
         };
@@ -114,21 +114,41 @@ impl Manager {
             config = config.with(k, v, host_cpus())?;
         }
         config.validate(host_cpus())?;
-        // Build (or find) the image now, so that a bad image name fails here.
-        let source_rootfs = lower::rootfs(&self.store, &config)?;
-        let copy_image = config.rootfs.image.is_some();
+        // Find (or build) the image now, so that a bad image name fails here, and record
+        // which one it is: the container stays on it whatever the name points at later.
+        let image = match &config.rootfs.image {
+            Some(name) => Some(crate::images::resolve_or_build(&self.store, name)?),
+            None => None,
+        };
+        config.rootfs.image_id = image.as_ref().map(|i| i.id.clone());
+        let overlay = config.rootfs.is_overlay();
+        let hostname = config.hostname.clone().unwrap_or_else(|| name.to_string());
         self.store
             .create_container_with(name, &config.to_toml()?, |dir| {
-                // The container's own copy of the image (copy-on-write instances come with the
-                // images issue); a path rootfs is used in place.
-                let rootfs = if copy_image {
-                    berth_store::copy::copy_tree(&source_rootfs, &dir.join("rootfs"))?;
-                    dir.join("rootfs")
-                } else {
-                    source_rootfs.clone()
+                let layers = match &image {
+                    None => lower::Layers {
+                        lower: config.rootfs.path.clone().unwrap_or_default(),
+                        upper: None,
+                    },
+                    // The container's own layer over the shared image: instant, and small.
+                    Some(image) if overlay => {
+                        let layer = dir.join("layer");
+                        new_layer(&layer, &image.rootfs)?;
+                        lower::Layers {
+                            lower: image.rootfs.clone(),
+                            upper: Some(layer.join("upper")),
+                        }
+                    }
+                    Some(image) => {
+                        berth_store::copy::copy_tree(&image.rootfs, &dir.join("rootfs"))?;
+                        lower::Layers {
+                            lower: dir.join("rootfs"),
+                            upper: None,
+                        }
+                    }
                 };
-                lower::prepare_sysvinit(&rootfs, &config);
-                lower::write_hostname(&rootfs, config.hostname.as_deref().unwrap_or(name));
+                lower::prepare_sysvinit(&layers, &config);
+                lower::write_hostname(&layers, &hostname);
                 Ok(())
             })?;
         Ok(())
@@ -265,6 +285,10 @@ impl Manager {
             clear_orphans(&self.store, &berth_cgroups::Layout::detect()?, name)?;
         }
         self.store.remove_container(name)?;
+        // An image kept only for this container (deleted with --force meanwhile) goes too.
+        if let Err(e) = crate::images::prune(&self.store) {
+            tracing::warn!("removing unused images: {e}");
+        }
         Ok(())
     }
 
@@ -442,6 +466,34 @@ pub type Outcome = (String, Result<(), Error>);
 /// A duration as config.toml writes it ("5s", "500ms"); validated when the config was.
 fn humantime_parse(text: &str) -> Option<Duration> {
     berth_spec::config::parse_duration(text)
+}
+
+/// An empty layer (`upper/`, `work/`) for a container over an image whose root directory is
+/// `lower`: the upper root takes the lower root's mode and owner (overlayfs shows the upper's).
+fn new_layer(layer: &Path, lower: &Path) -> Result<(), berth_store::StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |what: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| berth_store::StoreError::Io {
+            action: what,
+            path: p,
+            source: e,
+        }
+    };
+    let root = std::fs::metadata(lower).map_err(io("stat", lower))?;
+    for sub in ["upper", "work"] {
+        let p = layer.join(sub);
+        std::fs::create_dir_all(&p).map_err(io("create", &p))?;
+    }
+    let upper = layer.join("upper");
+    std::os::unix::fs::chown(&upper, Some(root.uid()), Some(root.gid()))
+        .map_err(io("chown", &upper))?;
+    std::fs::set_permissions(
+        &upper,
+        std::fs::Permissions::from_mode(root.mode() & 0o7777),
+    )
+    .map_err(io("chmod", &upper))?;
+    Ok(())
 }
 
 /// Kills and removes what is in container `name`'s cgroup while no state records it running

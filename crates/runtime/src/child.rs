@@ -19,6 +19,9 @@ pub struct ChildCtx<'a> {
     pub rootfs: BorrowedFd<'a>,
     /// Detached mounts of the binds, in plan order.
     pub binds: &'a [OwnedFd],
+    /// Detached mount of the copy-on-write instance's directory (upper/, work/), idmapped
+    /// like the rootfs.
+    pub overlay_rw: Option<BorrowedFd<'a>>,
     pub pty_slave: Option<BorrowedFd<'a>>,
     pub pty_path: Option<&'a str>,
     pub seccomp: Option<&'a [u8]>,
@@ -216,15 +219,23 @@ fn build_root(ctx: &ChildCtx<'_>, rootfs_dir: BorrowedFd<'_>) -> Result<OwnedFd,
         .map_err(step("attach the staging tmpfs"))?;
     let root_dir = open_in(staging.as_fd(), "/root", Create::Dir)
         .map_err(step("create the root mount point"))?;
-    if plan.ephemeral {
+    if plan.ephemeral || ctx.overlay_rw.is_some() {
         let lower = open_in(staging.as_fd(), "/lower", Create::Dir)
             .map_err(step("create the overlay lower dir"))?;
-        // The writable layer: a tmpfs of its own, as large as tmpfs allows by default (half
-        // of RAM), not the small staging one.
+        // The writable layer: the instance's own directory, or (ephemeral) a tmpfs of its
+        // own, as large as tmpfs allows by default (half of RAM), not the small staging one.
         let rw_dir = open_in(staging.as_fd(), "/rw", Create::Dir)
             .map_err(step("create the overlay's writable layer"))?;
-        let rw = new_tmpfs("755", None).map_err(step("create the overlay's writable layer"))?;
-        rustix::mount::move_mount(&rw, "", &rw_dir, "", both)
+        let fresh;
+        let rw = match ctx.overlay_rw {
+            Some(fd) => fd,
+            None => {
+                fresh =
+                    new_tmpfs("755", None).map_err(step("create the overlay's writable layer"))?;
+                fresh.as_fd()
+            }
+        };
+        rustix::mount::move_mount(rw, "", &rw_dir, "", both)
             .map_err(step("attach the overlay's writable layer"))?;
         let upper = open_in(rw.as_fd(), "/upper", Create::Dir)
             .map_err(step("create the overlay upper dir"))?;
@@ -234,20 +245,21 @@ fn build_root(ctx: &ChildCtx<'_>, rootfs_dir: BorrowedFd<'_>) -> Result<OwnedFd,
             .map_err(step("attach the rootfs"))?;
         // The layers are named through our own descriptors (the rootfs descriptor now names
         // the attached mount); userxattr: in a user namespace overlayfs may only use the
-        // user.* xattr namespace.
+        // user.* xattr namespace, and a lasting upper layer always uses it, so that it reads
+        // the same whether the container runs privileged or not.
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}{}",
             fd_path(ctx.rootfs),
             fd_path(&upper),
             fd_path(&work),
-            if plan.id_map.is_some() {
+            if plan.id_map.is_some() || ctx.overlay_rw.is_some() {
                 ",userxattr"
             } else {
                 ""
             }
         );
         mounts::mount_fs("overlay", &fd_path(&root_dir), MountFlags::empty(), &opts)
-            .map_err(step("mount the ephemeral overlay"))?;
+            .map_err(step("mount the overlay"))?;
     } else {
         rustix::mount::move_mount(ctx.rootfs, "", &root_dir, "", both)
             .map_err(step("attach the rootfs"))?;

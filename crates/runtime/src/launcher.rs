@@ -134,6 +134,11 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         None
     };
     let rootfs = detached_tree(&plan.rootfs, plan.rootfs_recursive)?;
+    let overlay_rw = plan
+        .overlay_rw
+        .as_deref()
+        .map(|p| detached_tree(p, false))
+        .transpose()?;
     let binds = plan
         .binds
         .iter()
@@ -184,6 +189,7 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
                 sock: child_sock.as_fd(),
                 rootfs: rootfs.as_fd(),
                 binds: &binds,
+                overlay_rw: overlay_rw.as_ref().map(AsFd::as_fd),
                 pty_slave: terminal.as_ref().map(|t| t.slave.as_fd()),
                 pty_path: terminal.as_ref().map(|t| t.slave_path.as_str()),
                 seccomp: seccomp.as_deref(),
@@ -198,7 +204,14 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     // The child sets up its mounts while the launcher steps out of the cgroup and writes the
     // limits (only once out: a small memory or pids limit must bind the container, never
     // kill or block the launcher itself); the child waits for them before it execs.
-    let went = start_child(plan, pid, &rootfs, terminal.as_ref(), &parent_sock);
+    let went = start_child(
+        plan,
+        pid,
+        &rootfs,
+        overlay_rw.as_ref(),
+        terminal.as_ref(),
+        &parent_sock,
+    );
     // Out of the cgroup whatever happened: on an error below the cgroup is removed, which
     // kills everything inside it.
     let left = stay.map_or(Ok(()), |stay| {
@@ -243,6 +256,7 @@ fn start_child(
     plan: &Plan,
     pid: i32,
     rootfs: &OwnedFd,
+    overlay_rw: Option<&OwnedFd>,
     terminal: Option<&pty::Pty>,
     sock: &OwnedFd,
 ) -> Result<(), LaunchError> {
@@ -269,6 +283,15 @@ fn start_child(
                 map.host_gid
             ))
         })?;
+        // An instance's own layer too: what container root writes there is host root's on
+        // disk, as in a directory rootfs (the instance's directory is private).
+        if let Some(rw) = overlay_rw {
+            berth_sys::mount::idmap(rw, &userns, false).map_err(|e| {
+                LaunchError::berth(format!(
+                    "idmap the container's layer (does its filesystem support idmapped mounts?): {e}"
+                ))
+            })?;
+        }
         // Binds are not idmapped: host files keep their host owners (root's appear as
         // nobody inside), so container root cannot create host-root-owned (setuid) files in
         // a host directory.

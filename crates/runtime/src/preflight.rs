@@ -57,10 +57,19 @@ pub fn check(plan: &Plan) -> Result<(), LaunchError> {
             }
         }
     }
-    if plan.id_map.is_some() && !plan.ephemeral && !private_to_root(&plan.rootfs) {
+    // Where container root's writes land: the rootfs, or an instance's own layer.
+    let written = match (&plan.overlay_rw, plan.ephemeral) {
+        (Some(rw), _) => Some(rw),
+        (None, false) => Some(&plan.rootfs),
+        (None, true) => None,
+    };
+    if plan.id_map.is_some()
+        && let Some(written) = written
+        && !private_to_root(written)
+    {
         return Err(bad(format!(
-            "root filesystem {} is reachable by every user of this host: a setuid program the container's root writes in it would be setuid-root on the host; make a directory above it private (chmod 700) or use --ephemeral",
-            plan.rootfs.display()
+            "{} is reachable by every user of this host: a setuid program the container's root writes in it would be setuid-root on the host; make a directory above it private (chmod 700) or use --ephemeral",
+            written.display()
         )));
     }
     for b in &plan.binds {

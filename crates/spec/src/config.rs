@@ -56,12 +56,27 @@ pub struct Autostart {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rootfs {
-    /// An image alias ("busybox").
+    /// An image, as the user named it ("busybox", "debian/bookworm").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The image's id at create time: the layer the container stays on, whatever the name
+    /// points at later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// How a container of an image holds its files: `overlay` (its changes over the
+    /// shared image, the default) or `copy` (a full copy of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// A root filesystem directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+}
+
+impl Rootfs {
+    /// Whether the container's files are an overlay over its image.
+    pub fn is_overlay(&self) -> bool {
+        self.image.is_some() && self.mode.as_deref().unwrap_or("overlay") == "overlay"
+    }
 }
 
 /// `[limits]`, as users write them.
@@ -110,6 +125,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("autostart.order", "a whole number"),
     ("autostart.delay", "a duration, e.g. 5s"),
     ("rootfs.image", "an image name"),
+    ("rootfs.mode", "overlay or copy"),
     ("rootfs.path", "an absolute path"),
     ("limits.memory", "a size, e.g. 512MiB"),
     ("limits.cpus", "a number of cpus, e.g. 1.5"),
@@ -171,7 +187,24 @@ impl Config {
         }
         match (&self.rootfs.image, &self.rootfs.path) {
             (Some(i), None) => {
-                validate::name(i).map_err(key("rootfs.image"))?;
+                validate::image_name(i).map_err(key("rootfs.image"))?;
+                if let Some(id) = &self.rootfs.image_id
+                    && (id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(SpecError::Key(
+                        "rootfs.image_id",
+                        format!("{id:?} is not an image id"),
+                    ));
+                }
+                if let Some(m) = &self.rootfs.mode
+                    && m != "overlay"
+                    && m != "copy"
+                {
+                    return Err(SpecError::Key(
+                        "rootfs.mode",
+                        format!("{m:?}: use overlay or copy"),
+                    ));
+                }
             }
             (None, Some(p)) if p.is_absolute() => {}
             (None, Some(_)) => {
@@ -380,7 +413,7 @@ readonly = true
     fn get_and_set_by_dotted_key() {
         let c = Config::new(Rootfs {
             image: Some("busybox".into()),
-            path: None,
+            ..Rootfs::default()
         });
         let c = c.with("limits.memory", "1GiB", 4).expect("set");
         assert_eq!(c.get("limits.memory").expect("get"), "1GiB");

@@ -30,6 +30,10 @@ pub enum SpecError {
     Bind(String),
     #[error("invalid environment entry {0:?}: use KEY=VALUE")]
     Env(String),
+    #[error(
+        "invalid image name {0:?}: use NAME or NAME/RELEASE, with lower-case letters, digits, '-', '.' and '_'"
+    )]
+    ImageName(String),
     #[error("invalid user {0:?}: use UID or UID:GID (numbers)")]
     User(String),
     #[error("invalid hostname {0:?}: use letters, digits, '-' and '.', at most 64 characters")]

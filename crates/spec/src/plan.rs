@@ -59,6 +59,10 @@ pub struct Plan {
     pub rootfs_recursive: bool,
     /// Lay a tmpfs-backed overlay over the rootfs so that nothing written reaches it.
     pub ephemeral: bool,
+    /// A copy-on-write instance: the rootfs (an image's) is the read-only lower layer of an
+    /// overlay whose upper layer is this directory's `upper/` (and `work/`, overlayfs's
+    /// scratch space). Not with `ephemeral`.
+    pub overlay_rw: Option<PathBuf>,
     /// argv; argv[0] is looked up in the container's PATH when it has no '/'.
     pub command: Vec<String>,
     /// The command was not given by the user: its absence is a rootfs error, reported

@@ -20,6 +20,27 @@ pub fn name(text: &str) -> Result<&str, SpecError> {
     }
 }
 
+/// Image names (aliases): one or two parts separated by '/', each of lower-case letters,
+/// digits, '-', '.' and '_', starting with a letter or digit ("busybox", "debian/bookworm").
+pub fn image_name(text: &str) -> Result<&str, SpecError> {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+            })
+            && p.as_bytes()[0].is_ascii_alphanumeric()
+    };
+    let mut parts = text.split('/');
+    let ok =
+        parts.next().is_some_and(part) && parts.next().is_none_or(part) && parts.next().is_none();
+    if ok {
+        Ok(text)
+    } else {
+        Err(SpecError::ImageName(text.to_string()))
+    }
+}
+
 /// Hostnames as sethostname(2) and RFC 1123 accept them (at most 64 bytes).
 pub fn hostname(text: &str) -> Result<&str, SpecError> {
     let ok = !text.is_empty()
@@ -98,6 +119,18 @@ pub fn user(text: &str) -> Result<(u32, Option<u32>), SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_names() {
+        for good in ["busybox", "debian/bookworm", "ubuntu/24.04", "my_img-2"] {
+            assert!(image_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "/x", "x/", "a/b/c", "../x", "x/..", "Debian", ".x", "a b", "a//b",
+        ] {
+            assert!(image_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn names() {

@@ -7,7 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
-pub mod busybox;
 pub mod containers;
 pub mod copy;
 pub mod state;
@@ -24,10 +23,6 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "no busybox-static on this host ({path} is missing or dynamically linked): install it with `apt-get install busybox-static`"
-    )]
-    NoStaticBusybox { path: PathBuf },
     #[error("container {0:?} does not exist (see `berth list`)")]
     NoSuchContainer(String),
     #[error("container {0:?} already exists: choose another name or `berth delete` it first")]
@@ -40,10 +35,6 @@ pub enum StoreError {
     },
     #[error("{path}: no range for root; {reason}")]
     SubId { path: PathBuf, reason: String },
-    #[error(
-        "unknown image {0:?}: the built-in images are: busybox (or give a path to a root filesystem directory)"
-    )]
-    UnknownImage(String),
 }
 
 impl StoreError {
@@ -84,13 +75,5 @@ impl Store {
 
     pub fn images_dir(&self) -> PathBuf {
         self.root.join("images")
-    }
-
-    /// The root filesystem of a built-in image, built on first use.
-    pub fn image_rootfs(&self, name: &str) -> Result<PathBuf, StoreError> {
-        match name {
-            "busybox" => busybox::ensure(&self.images_dir()),
-            other => Err(StoreError::UnknownImage(other.to_string())),
-        }
     }
 }

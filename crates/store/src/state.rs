@@ -59,9 +59,13 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 impl State {
-    /// The init is alive (and is the one recorded).
+    /// The init is alive (and is the one recorded). An init on its way out (killed: its
+    /// namespaces already released while the kernel ends the rest of its pid namespace) is
+    /// not: nothing could join it any more.
     pub fn init_alive(&self) -> bool {
-        self.this_boot() && same_process(self.pid, self.pid_start)
+        self.this_boot()
+            && same_process(self.pid, self.pid_start)
+            && std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid)).is_ok()
     }
 
     pub fn supervisor_alive(&self) -> bool {

@@ -447,9 +447,10 @@ fn second_review_regressions() {
         started.elapsed() < Duration::from_secs(20),
         "start held the caller's pipe"
     );
-    // A container made from an image never boots on the shared image itself.
+    // A container made from an image never boots on the shared image itself: without its
+    // own layer it does not start.
     ok(&w, &["stop", &c.name]);
-    std::fs::remove_dir_all(w.state.join("containers").join(&c.name).join("rootfs")).expect("rm");
+    std::fs::remove_dir_all(w.state.join("containers").join(&c.name).join("layer")).expect("rm");
     let out = w.run(&["start", &c.name]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -565,12 +566,22 @@ fn create_and_start_killed_half_way_leave_nothing_half_made() {
     let w = World::new();
     // How often each outcome came up: (create absent, present), (start stopped, running).
     let mut seen = [[0u32; 2]; 2];
-    for step in 0..24u64 {
+    // How long each command takes here (the image built first), to spread the kills over it.
+    let probe = unique("kill9");
+    ok(&w, &["image", "build", "busybox"]);
+    let t0 = Instant::now();
+    ok(&w, &["create", "busybox", &probe]);
+    let t1 = Instant::now();
+    ok(&w, &["start", &probe]);
+    let (create_took, start_took) = (t1 - t0, t1.elapsed());
+    ok(&w, &["delete", "--force", &probe]);
+    const STEPS: u32 = 24;
+    for step in 0..STEPS {
         let name = unique("kill9");
-        // Spread over each command's run (create copies the image, start is quicker).
+        // From at once to a little past the command's usual run.
         let (create_delay, start_delay) = (
-            Duration::from_millis(step * 6),
-            Duration::from_micros(step * 800),
+            create_took * step * 5 / (4 * STEPS),
+            start_took * step * 5 / (4 * STEPS),
         );
         // create, killed after `delay`.
         let mut create = w

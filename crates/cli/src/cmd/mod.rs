@@ -2,6 +2,7 @@
 
 pub mod chroot;
 mod host;
+pub mod image;
 pub mod run;
 pub mod system;
 
@@ -44,4 +45,13 @@ fn split_inline(arg: &str) -> (&str, Option<String>) {
         Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
         _ => (arg, None),
     }
+}
+
+/// Whether a container source names a root filesystem directory rather than an image: a path
+/// starts with '/' or '.'; an image name ("busybox", "debian/bookworm") never does, and
+/// anything that is not a valid image name is taken for a path.
+pub fn is_path_source(source: &str) -> bool {
+    source.starts_with('/')
+        || source.starts_with('.')
+        || berth_spec::validate::image_name(source).is_err()
 }

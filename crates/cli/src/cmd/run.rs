@@ -211,7 +211,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         None => format!("run.{}", std::process::id()),
     };
 
-    let is_path = a.source.contains('/') || a.source == "." || a.source == "..";
+    let is_path = super::is_path_source(&a.source);
     let (rootfs, default_hostname) = if is_path {
         let p = PathBuf::from(&a.source);
         let canon = p
@@ -229,9 +229,12 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
             .unwrap_or_default();
         (canon, base)
     } else {
-        validate::name(&a.source).map_err(|_| anyhow!("unknown image {:?}: the built-in images are: busybox (or give a path to a root filesystem directory)", a.source))?;
+        validate::image_name(&a.source).map_err(|_| anyhow!("unknown image {:?}: name an image (`berth image list`) or a root filesystem directory", a.source))?;
         let store = berth_store::Store::open(state_root)?;
-        (store.image_rootfs(&a.source)?, a.source.clone())
+        let image = berth_manager::images::resolve_or_build(&store, &a.source)?;
+        // The hostname: the name's last part ("debian/bookworm" → "bookworm").
+        let host = a.source.rsplit('/').next().unwrap_or("berth").to_string();
+        (image.rootfs, host)
     };
     let hostname = match a.hostname {
         Some(h) => h,
@@ -304,6 +307,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         rootfs_recursive: false,
         // An image is a template: a run never changes it.
         ephemeral: a.ephemeral || !is_path,
+        overlay_rw: None,
         command,
         command_is_default,
         env: env

@@ -30,6 +30,10 @@ pub struct CreateArgs {
     /// A whole config.toml to start from.
     #[arg(long = "config", visible_alias = "config-file", value_name = "FILE")]
     config_file: Option<PathBuf>,
+    /// For an image: `overlay` (the container's changes over the shared image: instant and
+    /// small; the default) or `copy` (a full copy of its own).
+    #[arg(long, value_name = "overlay|copy")]
+    storage: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -131,7 +135,7 @@ fn manager(root: &Path) -> Result<Manager, Failure> {
     Manager::open(root).map_err(fail)
 }
 
-fn fail(e: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn fail(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: 1,
         error: e.into(),
@@ -154,7 +158,7 @@ fn key_values(sets: &[String]) -> Result<Vec<(String, String)>, Failure> {
 
 pub fn create(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
     let m = manager(root)?;
-    let source = if a.image.contains('/') || a.image == "." {
+    let source = if super::is_path_source(&a.image) {
         CreateSource::Path(PathBuf::from(&a.image))
     } else {
         CreateSource::Image(a.image.clone())
@@ -165,7 +169,11 @@ pub fn create(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
         ),
         None => None,
     };
-    m.create(source, &a.name, base.as_deref(), &key_values(&a.sets)?)
+    let mut sets = key_values(&a.sets)?;
+    if let Some(storage) = &a.storage {
+        sets.push(("rootfs.mode".into(), storage.clone()));
+    }
+    m.create(source, &a.name, base.as_deref(), &sets)
         .map_err(fail)?;
     Ok(0)
 }

@@ -1,10 +1,10 @@
 //! The built-in `busybox` image, made on first use from the host's busybox-static: no
 //! download, so `berth run busybox` works on a machine without network.
 
-use crate::StoreError;
-use crate::atomic;
+use crate::{Error, Images, Metadata};
+use berth_store::atomic;
 use std::os::unix::fs::{DirBuilderExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Where Debian's busybox-static installs its binary.
@@ -51,40 +51,20 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Returns the image's rootfs, building it first if it is not there yet. The build happens in
-/// a temporary directory renamed into place, so an interrupted build leaves nothing behind
-/// and two concurrent first uses both end with one complete image.
-pub fn ensure(images: &Path) -> Result<PathBuf, StoreError> {
-    let image = images.join("busybox");
-    let rootfs = image.join("rootfs");
-    if rootfs.join("bin/busybox").exists() {
-        return Ok(rootfs);
-    }
+/// The name the built-in image goes by.
+pub const ALIAS: &str = "busybox";
+
+/// Builds the image (named `alias`, by default "busybox") from the host's busybox-static.
+pub fn build_image(images: &Images, alias: Option<&str>) -> Result<crate::Image, Error> {
     check_static(Path::new(HOST_BUSYBOX))?;
-    atomic::create_dir_all_mode(images, 0o700)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".build-busybox-")
-        .tempdir_in(images)
-        .map_err(StoreError::io("create build directory in", images))?;
-    build(&tmp.path().join("rootfs"))?;
-    let built = tmp.keep();
-    match std::fs::rename(&built, &image) {
-        Ok(()) => Ok(rootfs),
-        // Someone else finished first: theirs is as good as ours.
-        Err(_) if rootfs.join("bin/busybox").exists() => {
-            let _ = std::fs::remove_dir_all(&built);
-            Ok(rootfs)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&built);
-            Err(StoreError::io("rename into place", &image)(e))
-        }
-    }
+    let mut meta = Metadata::new("busybox", "BusyBox from the host's busybox-static");
+    meta.os = Some("busybox".into());
+    images.build(Some(alias.unwrap_or(ALIAS)), meta, build)
 }
 
 /// Refuses a dynamically linked busybox: copied alone into a rootfs, it could not run.
-fn check_static(path: &Path) -> Result<(), StoreError> {
-    let err = || StoreError::NoStaticBusybox {
+fn check_static(path: &Path) -> Result<(), Error> {
+    let err = || Error::NoStaticBusybox {
         path: path.to_path_buf(),
     };
     let bytes = std::fs::read(path).map_err(|_| err())?;
@@ -118,28 +98,28 @@ fn is_static_elf(b: &[u8]) -> bool {
     })
 }
 
-fn build(rootfs: &Path) -> Result<(), StoreError> {
+fn build(rootfs: &Path) -> Result<(), Error> {
     let mut builder = std::fs::DirBuilder::new();
     builder.mode(0o755);
     builder
         .create(rootfs)
-        .map_err(StoreError::io("create", rootfs))?;
+        .map_err(Error::io("create", rootfs))?;
     for (dir, mode) in DIRS {
         let p = rootfs.join(dir);
         std::fs::DirBuilder::new()
             .mode(*mode)
             .create(&p)
-            .map_err(StoreError::io("create", &p))?;
+            .map_err(Error::io("create", &p))?;
         // The umask may have cleared bits such as the sticky bit of /tmp.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
-            .map_err(StoreError::io("chmod", &p))?;
+            .map_err(Error::io("chmod", &p))?;
     }
     for (file, text) in FILES {
         atomic::write(&rootfs.join(file), text.as_bytes(), 0o644)?;
     }
     let bin = rootfs.join("bin/busybox");
-    std::fs::copy(HOST_BUSYBOX, &bin).map_err(StoreError::io("copy busybox to", &bin))?;
+    std::fs::copy(HOST_BUSYBOX, &bin).map_err(Error::io("copy busybox to", &bin))?;
     for applet in applets()? {
         let rel = applet.trim_start_matches('/');
         if rel.is_empty() || rel.contains("..") || rel == "bin/busybox" {
@@ -154,18 +134,18 @@ fn build(rootfs: &Path) -> Result<(), StoreError> {
         match symlink(&target, &link) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StoreError::io("link applet", &link)(e)),
+            Err(e) => return Err(Error::io("link applet", &link)(e)),
         }
     }
     Ok(())
 }
 
 /// The applets busybox knows, with their usual install paths ("usr/bin/awk").
-fn applets() -> Result<Vec<String>, StoreError> {
+fn applets() -> Result<Vec<String>, Error> {
     let out = Command::new(HOST_BUSYBOX)
         .arg("--list-full")
         .output()
-        .map_err(StoreError::io("run", Path::new(HOST_BUSYBOX)))?;
+        .map_err(Error::io("run", Path::new(HOST_BUSYBOX)))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_string)

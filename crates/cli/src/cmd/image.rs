@@ -1,0 +1,132 @@
+//! `berth image …`: list, build, delete (import and export come with the image formats).
+
+use super::system::{Format, fail};
+use crate::Failure;
+use berth_image::Images;
+use berth_store::Store;
+use clap::{Args, Subcommand};
+use std::path::Path;
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    op: ImageOp,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageOp {
+    /// List the images.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Build an image: `busybox` (from the host's busybox-static).
+    Build {
+        /// What to build: busybox.
+        kind: String,
+        /// The name to give it (default: busybox).
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Delete an image. Refused while containers are made from it, unless --force: then its
+    /// name goes at once and its files when the last of those containers is deleted.
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
+    let store = Store::open(root).map_err(fail)?;
+    let images = Images::open(&store).map_err(fail)?;
+    match a.op {
+        ImageOp::List { format } => list(&images, format),
+        ImageOp::Build { kind, alias } => {
+            let image = match kind.as_str() {
+                "busybox" => berth_image::busybox::build_image(&images, alias.as_deref()),
+                other => {
+                    return Err(fail(anyhow::anyhow!(
+                        "cannot build {other:?}: berth builds busybox (debian comes next)"
+                    )));
+                }
+            }
+            .map_err(fail)?;
+            println!("{} {}", image.id, image.aliases.join(","));
+            Ok(0)
+        }
+        ImageOp::Delete { name, force } => {
+            let id = images
+                .resolve(&name)
+                .map_err(fail)?
+                .map(|i| i.id)
+                .ok_or_else(|| fail(berth_image::Error::Unknown(name.clone())))?;
+            let users = berth_manager::images::users(&store, &id).map_err(fail)?;
+            images.delete(&name, &users, force).map_err(fail)?;
+            if !users.is_empty() {
+                eprintln!(
+                    "berth: image {name:?} is unnamed now; its files stay until {} {} deleted",
+                    users.join(", "),
+                    if users.len() == 1 { "is" } else { "are" }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn list(images: &Images, format: Format) -> Result<u8, Failure> {
+    let all = images.list().map_err(fail)?;
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "id": i.id,
+                        "aliases": i.aliases,
+                        "source": i.metadata.source,
+                        "description": i.metadata.description,
+                        "os": i.metadata.os,
+                        "release": i.metadata.release,
+                        "architecture": i.metadata.architecture,
+                        "created_at": i.metadata.created_at,
+                        "size_bytes": i.metadata.size_bytes,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).map_err(fail)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<24} {:<16} {:<10} {:>10}  DESCRIPTION",
+                "NAME", "ID", "SOURCE", "SIZE"
+            );
+            for i in &all {
+                let name = if i.aliases.is_empty() {
+                    "(unnamed)".to_string()
+                } else {
+                    i.aliases.join(",")
+                };
+                println!(
+                    "{:<24} {:<16} {:<10} {:>10}  {}",
+                    name,
+                    i.id,
+                    i.metadata.source,
+                    human(i.metadata.size_bytes),
+                    i.metadata.description
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn human(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.1}GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1}MiB")
+    }
+}

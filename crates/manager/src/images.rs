@@ -1,0 +1,57 @@
+//! Images as commands use them: found by name, built on first use when berth knows how
+//! (the built-in `busybox`), and kept while containers are made from them.
+
+use crate::Error;
+use berth_image::{Image, Images};
+use berth_spec::config::Config;
+use berth_store::Store;
+use std::collections::BTreeSet;
+
+/// The image called `name`; the built-in ones are built on first use.
+pub fn resolve_or_build(store: &Store, name: &str) -> Result<Image, Error> {
+    berth_spec::validate::image_name(name)?;
+    let images = Images::open(store)?;
+    if let Some(image) = images.resolve(name)? {
+        return Ok(image);
+    }
+    match name {
+        berth_image::busybox::ALIAS => {
+            // Two first uses at once: the second waits, then finds the first's image.
+            let _lock = images.build_lock(name)?;
+            match images.resolve(name)? {
+                Some(image) => Ok(image),
+                None => Ok(berth_image::busybox::build_image(&images, None)?),
+            }
+        }
+        _ => Err(berth_image::Error::Unknown(name.to_string()).into()),
+    }
+}
+
+/// The containers made from image `id` (their configs name it).
+pub fn users(store: &Store, id: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for name in store.list()? {
+        if image_of(store, &name).as_deref() == Some(id) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the unnamed images no container is made from any more.
+pub fn prune(store: &Store) -> Result<(), Error> {
+    let used: BTreeSet<String> = store
+        .list()?
+        .iter()
+        .filter_map(|name| image_of(store, name))
+        .collect();
+    Images::open(store)?.prune(&used)?;
+    Ok(())
+}
+
+/// The image id container `name` is made from, if any (an unreadable config names none).
+fn image_of(store: &Store, name: &str) -> Option<String> {
+    let text = store.read_config(name).ok()?;
+    let config: Config = toml::from_str(&text).ok()?;
+    config.rootfs.image_id
+}
