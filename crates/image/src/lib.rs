@@ -8,6 +8,7 @@
 
 pub mod busybox;
 pub mod store;
+pub mod tarball;
 
 pub use store::{Image, Images, Metadata};
 

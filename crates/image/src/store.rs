@@ -246,6 +246,18 @@ impl Images {
         found.ok_or(Error::Unknown(id))
     }
 
+    /// Replaces image `id`'s metadata (for what is known only once its files are in).
+    pub fn rewrite_metadata(&self, id: &str, metadata: &Metadata) -> Result<(), Error> {
+        let text = toml::to_string_pretty(metadata)
+            .map_err(|e| Error::Bad(id.to_string(), e.to_string()))?;
+        atomic::write(
+            &self.dir.join(id).join("metadata.toml"),
+            text.as_bytes(),
+            0o600,
+        )?;
+        Ok(())
+    }
+
     /// Points `alias` at image `id`.
     pub fn set_alias(&self, alias: &str, id: &str) -> Result<(), Error> {
         validate::image_name(alias)?;

@@ -1,4 +1,4 @@
-//! `berth image …`: list, build, delete (import and export come with the image formats).
+//! `berth image …`: list, build, import, export, delete.
 
 use super::system::{Format, fail};
 use crate::Failure;
@@ -28,6 +28,20 @@ enum ImageOp {
         #[arg(long)]
         alias: Option<String>,
     },
+    /// Import a root filesystem tarball (.tar, .tar.gz, .tar.xz, .tar.zst) or an LXC/Incus
+    /// image (a tarball of metadata.yaml and rootfs/) as an image.
+    Import {
+        file: std::path::PathBuf,
+        /// The name to give it.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Write an image's root filesystem to a tarball, compressed as FILE's name says
+    /// (.tar.gz, .tar.xz, .tar.zst or .tar).
+    Export {
+        name: String,
+        file: std::path::PathBuf,
+    },
     /// Delete an image. Refused while containers are made from it, unless --force: then its
     /// name goes at once and its files when the last of those containers is deleted.
     Delete {
@@ -53,6 +67,20 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
             }
             .map_err(fail)?;
             println!("{} {}", image.id, image.aliases.join(","));
+            Ok(0)
+        }
+        ImageOp::Import { file, alias } => {
+            let image =
+                berth_image::tarball::import(&images, &file, alias.as_deref()).map_err(fail)?;
+            println!("{} {}", image.id, image.aliases.join(","));
+            Ok(0)
+        }
+        ImageOp::Export { name, file } => {
+            let image = images
+                .resolve(&name)
+                .map_err(fail)?
+                .ok_or_else(|| fail(berth_image::Error::Unknown(name.clone())))?;
+            berth_image::tarball::export(&image, &file).map_err(fail)?;
             Ok(0)
         }
         ImageOp::Delete { name, force } => {
