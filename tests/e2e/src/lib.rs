@@ -87,6 +87,13 @@ impl World {
         c
     }
 
+    /// `berth --root ROOT`: another state root.
+    pub fn berth_at(&self, root: &Path) -> Command {
+        let mut c = Command::new(bin("berth"));
+        c.arg("--root").arg(root);
+        c
+    }
+
     /// Runs `berth --root STATE run [OPTS...] ROOTFS -- berth-probe report` and parses the report.
     pub fn probe(&self, opts: &[&str]) -> serde_json::Value {
         let out = self
