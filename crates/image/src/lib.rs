@@ -7,6 +7,7 @@
 //! ([`busybox`]).
 
 pub mod busybox;
+pub mod debian;
 pub mod store;
 pub mod tarball;
 

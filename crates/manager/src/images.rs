@@ -6,6 +6,7 @@ use berth_image::{Image, Images};
 use berth_spec::config::Config;
 use berth_store::Store;
 use std::collections::BTreeSet;
+use std::io::Write;
 
 /// The image called `name`; the built-in ones are built on first use.
 pub fn resolve_or_build(store: &Store, name: &str) -> Result<Image, Error> {
@@ -23,7 +24,24 @@ pub fn resolve_or_build(store: &Store, name: &str) -> Result<Image, Error> {
                 None => Ok(berth_image::busybox::build_image(&images, None)?),
             }
         }
-        _ => Err(berth_image::Error::Unknown(name.to_string()).into()),
+        _ => match berth_image::debian::auto_options(name) {
+            // Built once, on first use (minutes); later uses find it.
+            Some(opts) => {
+                let _lock = images.build_lock(name)?;
+                if let Some(image) = images.resolve(name)? {
+                    return Ok(image);
+                }
+                let mut err = std::io::stderr();
+                let tty = rustix::termios::isatty(rustix::stdio::stderr());
+                let _ = writeln!(
+                    err,
+                    "berth: building {name} with debootstrap from {} (once)",
+                    opts.mirror
+                );
+                Ok(berth_image::debian::build(&images, &opts, &mut err, tty)?)
+            }
+            None => Err(berth_image::Error::Unknown(name.to_string()).into()),
+        },
     }
 }
 

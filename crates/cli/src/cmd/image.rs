@@ -20,13 +20,26 @@ enum ImageOp {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Build an image: `busybox` (from the host's busybox-static).
+    /// Build an image: `busybox` (from the host's busybox-static) or `debian` (with
+    /// debootstrap; `--mirror` an Ubuntu mirror and an Ubuntu release for Ubuntu).
     Build {
-        /// What to build: busybox.
+        /// What to build: busybox or debian.
         kind: String,
-        /// The name to give it (default: busybox).
+        /// The name to give it (default: busybox, debian/RELEASE).
         #[arg(long)]
         alias: Option<String>,
+        /// debian: the release (bookworm, trixie, ...).
+        #[arg(long, default_value = "bookworm")]
+        release: String,
+        /// debian: minbase (the essential packages and apt) or standard.
+        #[arg(long, default_value = "minbase")]
+        variant: String,
+        /// debian: more packages, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        include: Vec<String>,
+        /// debian: the mirror (default: BERTH_DEBIAN_MIRROR, else the host's apt sources).
+        #[arg(long)]
+        mirror: Option<String>,
     },
     /// Import a root filesystem tarball (.tar, .tar.gz, .tar.xz, .tar.zst) or an LXC/Incus
     /// image (a tarball of metadata.yaml and rootfs/) as an image.
@@ -56,12 +69,32 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
     let images = Images::open(&store).map_err(fail)?;
     match a.op {
         ImageOp::List { format } => list(&images, format),
-        ImageOp::Build { kind, alias } => {
+        ImageOp::Build {
+            kind,
+            alias,
+            release,
+            variant,
+            include,
+            mirror,
+        } => {
             let image = match kind.as_str() {
                 "busybox" => berth_image::busybox::build_image(&images, alias.as_deref()),
+                "debian" | "ubuntu" => {
+                    let opts = berth_image::debian::Options {
+                        alias: Some(alias.unwrap_or_else(|| format!("{kind}/{release}"))),
+                        release,
+                        variant,
+                        include,
+                        mirror: mirror.unwrap_or_else(berth_image::debian::configured_mirror),
+                        os: kind.clone(),
+                    };
+                    let mut err = std::io::stderr();
+                    let tty = rustix::termios::isatty(rustix::stdio::stderr());
+                    berth_image::debian::build(&images, &opts, &mut err, tty)
+                }
                 other => {
                     return Err(fail(anyhow::anyhow!(
-                        "cannot build {other:?}: berth builds busybox (debian comes next)"
+                        "cannot build {other:?}: berth builds busybox and debian (or ubuntu, with --mirror)"
                     )));
                 }
             }

@@ -1,0 +1,105 @@
+//! `debian/bookworm` as a user meets it: built with debootstrap on first use (into a state
+//! root kept under /var/cache/berth-test between runs, like the boot tests' rootfs), then
+//! instant; a container of it boots systemd to `running` with no failed unit, unprivileged,
+//! with its own hostname and machine id, systemd-networkd ready for eth0 and root logged in
+//! on the console.
+
+use berth_e2e::{DEBIAN_CACHE, cgroups_of, root_or_skip, text, unique};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn berth(root: &PathBuf, args: &[&str]) -> Output {
+    Command::new(berth_e2e::bin("berth"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("berth")
+}
+
+fn ok(root: &PathBuf, args: &[&str]) -> String {
+    let out = berth(root, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn debian_bookworm_builds_once_and_boots() {
+    if !root_or_skip() {
+        return;
+    }
+    let root = PathBuf::from(DEBIAN_CACHE).join("image-store");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::set_permissions(DEBIAN_CACHE, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let name = unique("deb");
+    ok(&root, &["create", "debian/bookworm", &name]);
+    let images = ok(&root, &["image", "list", "--format", "json"]);
+    let id_before: serde_json::Value = serde_json::from_str(&images).expect("JSON");
+    // A second container: no second build.
+    let second = unique("deb");
+    ok(&root, &["create", "debian/bookworm", &second]);
+    let id_after: serde_json::Value =
+        serde_json::from_str(&ok(&root, &["image", "list", "--format", "json"])).expect("JSON");
+    assert_eq!(id_before, id_after);
+    ok(&root, &["start", &name]);
+    let mut state = String::new();
+    for _ in 0..600 {
+        state = text(
+            &berth(
+                &root,
+                &["exec", &name, "--", "systemctl", "is-system-running"],
+            )
+            .stdout,
+        )
+        .trim()
+        .to_string();
+        if state == "running" || state == "degraded" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let failed = text(
+        &berth(
+            &root,
+            &["exec", &name, "--", "systemctl", "--failed", "--no-legend"],
+        )
+        .stdout,
+    );
+    let hostname = ok(&root, &["exec", &name, "--", "hostname"]);
+    let machine_id = ok(&root, &["exec", &name, "--", "cat", "/etc/machine-id"]);
+    let networkd = text(
+        &berth(
+            &root,
+            &[
+                "exec",
+                &name,
+                "--",
+                "systemctl",
+                "is-active",
+                "systemd-networkd",
+            ],
+        )
+        .stdout,
+    );
+    let console = std::fs::read_to_string(root.join("containers").join(&name).join("console.log"))
+        .unwrap_or_default();
+    let stop = berth(&root, &["stop", &name, "--timeout", "60"]);
+    let _ = berth(&root, &["delete", "--force", &name]);
+    let _ = berth(&root, &["delete", "--force", &second]);
+    assert_eq!(state, "running", "failed units: {failed}");
+    assert_eq!(hostname.trim(), name);
+    assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
+    assert_eq!(networkd.trim(), "active");
+    assert!(
+        console.contains("root@") || console.contains("Automatic login"),
+        "{console}"
+    );
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(cgroups_of(&name).is_empty());
+}
