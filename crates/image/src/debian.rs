@@ -110,10 +110,10 @@ pub fn configured_mirror() -> String {
         files.sort();
         for f in files {
             let name = f.to_string_lossy();
-            if name.ends_with(".list") || name.ends_with(".sources") {
-                if let Ok(t) = std::fs::read_to_string(&f) {
-                    texts.push(t);
-                }
+            if (name.ends_with(".list") || name.ends_with(".sources"))
+                && let Ok(t) = std::fs::read_to_string(&f)
+            {
+                texts.push(t);
             }
         }
     }
@@ -218,8 +218,7 @@ fn debootstrap(opts: &Options, rootfs: &Path, out: &mut dyn Write, tty: bool) ->
         let why = errors
             .lines()
             .chain(last_lines.iter().map(String::as_str))
-            .filter(|l| l.starts_with("E:") || l.contains("rror"))
-            .last()
+            .rfind(|l| l.starts_with("E:") || l.contains("rror"))
             .unwrap_or("see the lines above")
             .to_string();
         return Err(Error::Bad(
