@@ -59,7 +59,8 @@ target() { say "$1"; TARGETS+=("$1"); }
 ratio_line() { # LABEL VALUE LIMIT UNIT: PASS when VALUE <= LIMIT
     python3 -c 'import sys
 label, v, lim, unit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-print(f"{label:<62} {v:>9.2f}{unit}  {\"PASS\" if v <= lim else \"MISS\"}")' "$@"
+verdict = "PASS" if v <= lim else "MISS"
+print(f"{label:<62} {v:>9.2f}{unit}  {verdict}")' "$@"
 }
 median_ms() { # hyperfine JSON, command index → median in ms
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"]*1000)' "$1" "$2"

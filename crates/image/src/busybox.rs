@@ -59,7 +59,9 @@ pub fn build_image(images: &Images, alias: Option<&str>) -> Result<crate::Image,
     check_static(Path::new(HOST_BUSYBOX))?;
     let mut meta = Metadata::new("busybox", "BusyBox from the host's busybox-static");
     meta.os = Some("busybox".into());
-    images.build(Some(alias.unwrap_or(ALIAS)), meta, build)
+    images.build(Some(alias.unwrap_or(ALIAS)), meta, |rootfs| {
+        build(rootfs).map(|()| None)
+    })
 }
 
 /// Refuses a dynamically linked busybox: copied alone into a rootfs, it could not run.

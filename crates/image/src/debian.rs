@@ -164,7 +164,8 @@ pub fn build(
     meta.release = Some(opts.release.clone());
     images.build(opts.alias.as_deref(), meta, |rootfs| {
         debootstrap(opts, rootfs, out, tty)?;
-        prepare(rootfs)
+        prepare(rootfs)?;
+        Ok(None)
     })
 }
 

@@ -205,14 +205,14 @@ impl Images {
     }
 
     /// Makes a new image: `fill` writes its root filesystem into the directory it is given
-    /// (which does not exist yet), then the image is renamed into place and, with `alias`,
-    /// named (taking the name from an older image, which keeps its other names and, if it has
+    /// (which does not exist yet) and returns the bytes it wrote if it counted them (else the
+    /// tree is measured); then the image is renamed into place and, with `alias`, named (taking the name from an older image, which keeps its other names and, if it has
     /// none left, stays for the containers made from it).
     pub fn build(
         &self,
         alias: Option<&str>,
         mut metadata: Metadata,
-        fill: impl FnOnce(&Path) -> Result<(), Error>,
+        fill: impl FnOnce(&Path) -> Result<Option<u64>, Error>,
     ) -> Result<Image, Error> {
         if let Some(a) = alias {
             validate::image_name(a)?;
@@ -228,8 +228,8 @@ impl Images {
             e
         };
         atomic::create_dir_all_mode(&tmp, 0o700).map_err(|e| cleanup(e.into()))?;
-        fill(&tmp.join("rootfs")).map_err(cleanup)?;
-        metadata.size_bytes = tree_size(&tmp.join("rootfs"));
+        let size = fill(&tmp.join("rootfs")).map_err(cleanup)?;
+        metadata.size_bytes = size.unwrap_or_else(|| tree_size(&tmp.join("rootfs")));
         let text = toml::to_string_pretty(&metadata)
             .map_err(|e| cleanup(Error::Bad(id.clone(), e.to_string())))?;
         atomic::write(&tmp.join("metadata.toml"), text.as_bytes(), 0o600)
@@ -390,9 +390,10 @@ mod tests {
         (dir, images)
     }
 
-    fn fill(rootfs: &Path) -> Result<(), Error> {
+    fn fill(rootfs: &Path) -> Result<Option<u64>, Error> {
         std::fs::create_dir_all(rootfs.join("etc")).map_err(Error::io("mkdir", rootfs))?;
-        std::fs::write(rootfs.join("etc/hostname"), "x\n").map_err(Error::io("write", rootfs))
+        std::fs::write(rootfs.join("etc/hostname"), "x\n").map_err(Error::io("write", rootfs))?;
+        Ok(None)
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn import(images: &Images, file: &Path, alias: Option<&str>) -> Result<crate
                 unpacker.skipped_devices
             );
         }
-        Ok(())
+        Ok(Some(unpacker.written))
     })?;
     if let Some(lxc) = found {
         // The metadata of an LXC/Incus image, recorded after the fact: rewrite it in place
@@ -118,6 +118,8 @@ struct Unpacker {
     /// The directory of the previous entry (tarballs list a directory's entries together).
     last_dir: Option<(Vec<u8>, OwnedFd)>,
     budget: u64,
+    /// Bytes of file data written (hard links once).
+    written: u64,
     skipped_devices: usize,
 }
 
@@ -136,6 +138,7 @@ impl Unpacker {
             root,
             last_dir: None,
             budget: free.saturating_sub(RESERVE),
+            written: 0,
             skipped_devices: 0,
         })
     }
@@ -268,6 +271,7 @@ impl Unpacker {
                     ));
                 }
                 self.budget -= size;
+                self.written += size;
                 replace(dir, name).map_err(io)?;
                 let fd = rustix::fs::openat(
                     dir,
