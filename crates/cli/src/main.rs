@@ -75,8 +75,17 @@ enum Command {
     Logs(cmd::system::LogsArgs),
     /// Show or change a container's settings.
     Config(cmd::system::ConfigArgs),
-    /// Manage images: list, build, delete.
+    /// Manage images: list, build, import, export, delete.
     Image(cmd::image::ImageArgs),
+    /// Take a snapshot of a container's files (`snapshot NAME [SNAP]`), or `list` or
+    /// `delete` them.
+    Snapshot(cmd::snapshot::SnapshotArgs),
+    /// Put a stopped container's files back as they were in a snapshot.
+    Restore(cmd::snapshot::RestoreArgs),
+    /// A new container with another's settings and a copy of its files.
+    Copy(cmd::snapshot::CopyArgs),
+    /// Make an image of a container's files (now, or from a snapshot).
+    Publish(cmd::snapshot::PublishArgs),
 }
 
 /// The C entry point, instead of Rust's `fn main`.
@@ -176,6 +185,10 @@ fn real_main() -> u8 {
         Command::Autostart(a) => sys::autostart(root, a),
         Command::Config(a) => sys::config(root, a),
         Command::Image(a) => cmd::image::main(root, a),
+        Command::Snapshot(a) => cmd::snapshot::snapshot(root, a),
+        Command::Restore(a) => cmd::snapshot::restore(root, a),
+        Command::Copy(a) => cmd::snapshot::copy(root, a),
+        Command::Publish(a) => cmd::snapshot::publish(root, a),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod images;
 mod layers;
 pub mod lower;
 pub mod ops;
+pub mod snapshots;
 pub mod status;
 pub mod supervisor;
 

@@ -183,6 +183,8 @@ impl Manager {
         if self.running_state(name)?.is_some() {
             return Err(Error::Running(name.to_string()));
         }
+        // What an interrupted restore or copy left is set right before the files are used.
+        crate::snapshots::recover(&self.store, name);
         let plan = lower::plan(&self.store, name, &config)?;
         let stop_signal = lower::stop_signal(&config, &plan.rootfs);
         let layout = berth_cgroups::Layout::detect()?;
