@@ -8,6 +8,7 @@
 
 pub mod busybox;
 pub mod debian;
+pub mod oci;
 pub mod store;
 pub mod tarball;
 

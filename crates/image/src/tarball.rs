@@ -113,8 +113,10 @@ fn free_bytes(dir: &Path) -> Result<u64, Error> {
 }
 
 /// Writes a tarball's entries beneath one root directory.
-struct Unpacker {
+pub(crate) struct Unpacker {
     root: OwnedFd,
+    /// What the OCI layer being applied has made (an opaque directory keeps only that).
+    made: std::collections::HashSet<Vec<u8>>,
     /// The directory of the previous entry (tarballs list a directory's entries together).
     last_dir: Option<(Vec<u8>, OwnedFd)>,
     budget: u64,
@@ -126,7 +128,7 @@ struct Unpacker {
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 impl Unpacker {
-    fn new(rootfs: &Path, free: u64) -> Result<Unpacker, Error> {
+    pub(crate) fn new(rootfs: &Path, free: u64) -> Result<Unpacker, Error> {
         std::fs::create_dir(rootfs).map_err(Error::io("create", rootfs))?;
         let root = rustix::fs::open(
             rootfs,
@@ -136,11 +138,58 @@ impl Unpacker {
         .map_err(|e| Error::io("open", rootfs)(e.into()))?;
         Ok(Unpacker {
             root,
+            made: std::collections::HashSet::new(),
             last_dir: None,
             budget: free.saturating_sub(RESERVE),
             written: 0,
             skipped_devices: 0,
         })
+    }
+
+    /// Applies one OCI layer over what earlier layers wrote: its whiteouts delete
+    /// (`.wh.NAME`: NAME; `.wh..wh..opq`: everything of the directory that earlier layers
+    /// made), the rest is unpacked as usual.
+    pub(crate) fn apply_layer(&mut self, reader: Box<dyn Read>) -> Result<(), Error> {
+        self.made.clear();
+        let mut archive = tar::Archive::new(reader);
+        let bad = |what: String| Error::Bad("layer".into(), what);
+        for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+            let mut entry = entry.map_err(|e| bad(format!("unreadable entry: {e}")))?;
+            let raw = entry.path_bytes().into_owned();
+            let Some(parts) = clean_path(&raw) else {
+                return Err(bad(format!(
+                    "entry {:?} climbs out of the image (a `..` in its name): refused",
+                    String::from_utf8_lossy(&raw)
+                )));
+            };
+            if let Some((name, dirs)) = parts.split_last()
+                && let Some(target) = name.strip_prefix(b".wh.")
+            {
+                let (rel, dir) = self.take_dir(dirs)?;
+                let done = if target == b".wh..opq" {
+                    let prefix = dirs.join(&b'/');
+                    clear_dir(dir.as_fd(), &prefix, &self.made)
+                } else {
+                    match remove_tree(dir.as_fd(), target) {
+                        Err(Errno::NOENT) => Ok(()),
+                        other => other,
+                    }
+                };
+                self.last_dir = Some((rel, dir));
+                done.map_err(|e| bad(format!("{}: {e}", String::from_utf8_lossy(&raw))))?;
+                continue;
+            }
+            self.made.insert(parts.join(&b'/'));
+            self.unpack(&mut entry, &parts).map_err(|e| match e {
+                Error::Bad(..) => e,
+                other => bad(format!("{}: {other}", String::from_utf8_lossy(&raw))),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 
     /// Unpacks every entry; returns an LXC/Incus image's metadata when it was one.
@@ -244,7 +293,7 @@ impl Unpacker {
                         let st =
                             rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
                         if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
-                            remove(dir, name).map_err(io)?;
+                            remove_tree(dir, name).map_err(io)?;
                             rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
                                 .map_err(io)?;
                         }
@@ -421,21 +470,66 @@ fn clean_path(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// Removes what stands at `name` (a later entry replaces an earlier one, as with tar);
-/// a directory only when empty.
+/// Removes what stands at `name`: a later entry replaces an earlier one (as with tar), and
+/// a later layer's file replaces a lower layer's directory with all it held.
 fn replace(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => remove(dir, name),
+    match remove_tree(dir, name) {
         Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
-fn remove(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Err(Errno::ISDIR) | Err(Errno::PERM) => rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR),
-        other => other,
+/// Removes `name` in `dir` and, for a directory, everything below it, never following a
+/// symlink (the tree is hostile).
+fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
+        let sub = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        for child in children(sub.as_fd())? {
+            remove_tree(sub.as_fd(), &child)?;
+        }
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+    } else {
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())
     }
+}
+
+/// The names in a directory (not `.` and `..`).
+fn children(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    while let Some(entry) = d.read() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// An opaque directory: removes what earlier layers put in it (`made`: this layer's paths;
+/// `prefix`: the directory's own path).
+fn clear_dir(
+    dir: BorrowedFd<'_>,
+    prefix: &[u8],
+    made: &std::collections::HashSet<Vec<u8>>,
+) -> Result<(), Errno> {
+    for child in children(dir)? {
+        let mut path = prefix.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&child);
+        if !made.contains(&path) {
+            remove_tree(dir, &child)?;
+        }
+    }
+    Ok(())
 }
 
 /// Owner, then mode (chown clears setuid bits, so the mode comes after).

@@ -498,3 +498,108 @@ fn an_import_that_does_not_fit_or_is_killed_leaves_nothing() {
         eprintln!("the import finished before the kill: only the sweep was checked");
     }
 }
+
+/// An OCI image layout of two layers (the busybox image, then one that adds a file, deletes
+/// one with a whiteout and empties a directory with an opaque marker), checked blob by blob.
+#[test]
+fn an_oci_layout_is_imported_with_its_whiteouts() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    ok(&w, &["image", "build", "busybox"]);
+    let oci = w.dir.path().join("oci");
+    let blobs = oci.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let sha = |path: &Path| -> String {
+        let out = std::process::Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .expect("sha256sum");
+        text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .expect("hash")
+            .to_string()
+    };
+    let add_blob = |path: &Path| -> (String, u64) {
+        let h = sha(path);
+        let size = std::fs::metadata(path).expect("stat").len();
+        std::fs::rename(path, blobs.join(&h)).expect("rename");
+        (format!("sha256:{h}"), size)
+    };
+    // Layer 1: busybox, gzip.
+    let l1 = w.dir.path().join("l1.tar.gz");
+    ok(
+        &w,
+        &["image", "export", "busybox", l1.to_str().expect("utf-8")],
+    );
+    let (d1, s1) = add_blob(&l1);
+    // Layer 2: plain tar.
+    let mut t = Tarball::new(w.dir.path().join("l2.tar"));
+    t.dir("root")
+        .file("root/hello", b"from layer 2\n")
+        .dir("bin")
+        .file("bin/.wh.vi", b"")
+        .dir("etc")
+        .file("etc/.wh..wh..opq", b"")
+        .file("etc/only", b"x\n")
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n");
+    let (d2, s2) = add_blob(&t.finish());
+    let config = w.dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .expect("write");
+    let (dc, sc) = add_blob(&config);
+    let manifest = w.dir.path().join("manifest.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{dc}","size":{sc}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d1}","size":{s1}}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d2}","size":{s2}}}]}}"#
+        ),
+    )
+    .expect("write");
+    let (dm, sm) = add_blob(&manifest);
+    std::fs::write(oci.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    std::fs::write(
+        oci.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{dm}","size":{sm},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#
+        ),
+    )
+    .expect("write");
+    let spec = format!("{}:v1", oci.display());
+    ok(&w, &["image", "import-oci", &spec, "--alias", "oci/test"]);
+    let out = ok(
+        &w,
+        &[
+            "run",
+            "oci/test",
+            "--",
+            "sh",
+            "-c",
+            "cat /root/hello; ls /bin/vi 2>/dev/null || echo no-vi; ls /etc",
+        ],
+    );
+    assert_eq!(out, "from layer 2\nno-vi\nonly\npasswd\n");
+    // A wrong tag, and a blob that does not match its digest, are refused.
+    let out = w.run(&["image", "import-oci", &format!("{}:v2", oci.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no tag"),
+        "{}",
+        text(&out.stderr)
+    );
+    let blob = blobs.join(d2.trim_start_matches("sha256:"));
+    std::fs::write(&blob, b"tampered").expect("write");
+    let out = w.run(&["image", "import-oci", &spec, "--alias", "oci/bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("digest"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_store_clean(&w);
+}

@@ -49,6 +49,15 @@ enum ImageOp {
         #[arg(long)]
         alias: Option<String>,
     },
+    /// Import an OCI image layout directory (`skopeo copy docker://… oci:DIR:TAG`, `podman
+    /// save --format oci-dir`): DIR, or DIR:TAG when it holds several images.
+    #[command(name = "import-oci")]
+    ImportOci {
+        spec: String,
+        /// The name to give it.
+        #[arg(long)]
+        alias: Option<String>,
+    },
     /// Write an image's root filesystem to a tarball, compressed as FILE's name says
     /// (.tar.gz, .tar.xz, .tar.zst or .tar).
     Export {
@@ -105,6 +114,11 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
         ImageOp::Import { file, alias } => {
             let image =
                 berth_image::tarball::import(&images, &file, alias.as_deref()).map_err(fail)?;
+            println!("{} {}", image.id, image.aliases.join(","));
+            Ok(0)
+        }
+        ImageOp::ImportOci { spec, alias } => {
+            let image = berth_image::oci::import(&images, &spec, alias.as_deref()).map_err(fail)?;
             println!("{} {}", image.id, image.aliases.join(","));
             Ok(0)
         }
