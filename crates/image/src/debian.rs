@@ -181,20 +181,22 @@ fn debootstrap(opts: &Options, rootfs: &Path, out: &mut dyn Write, tty: bool) ->
         .arg(rootfs)
         .arg(&opts.mirror)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::piped());
+    // stderr into a file, read at the end: no pipe to drain (and no thread: a `berth run` of
+    // the image goes on to create namespaces, which a threaded process cannot).
+    let mut errfile = tempfile::tempfile().map_err(Error::io(
+        "create a temporary file in",
+        &std::env::temp_dir(),
+    ))?;
+    cmd.stderr(
+        errfile
+            .try_clone()
+            .map_err(Error::io("open", Path::new("stderr file")))?,
+    );
+    berth_sys::proc::die_with_parent(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(Error::io("run", Path::new("debootstrap")))?;
-    // stderr is drained on a thread of its own, so that neither pipe can fill and block.
-    let stderr = child.stderr.take();
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-        }
-        text
-    });
     let mut progress = Progress::default();
     let mut last_lines: Vec<String> = Vec::new();
     if let Some(stdout) = child.stdout.take() {
@@ -211,7 +213,12 @@ fn debootstrap(opts: &Options, rootfs: &Path, out: &mut dyn Write, tty: bool) ->
     let status = child
         .wait()
         .map_err(Error::io("wait for", Path::new("debootstrap")))?;
-    let errors = errors.join().unwrap_or_default();
+    let mut errors = String::new();
+    {
+        use std::io::{Read, Seek};
+        let _ = errfile.seek(std::io::SeekFrom::Start(0));
+        let _ = (&mut errfile).take(1 << 20).read_to_string(&mut errors);
+    }
     if tty {
         let _ = writeln!(out);
     }

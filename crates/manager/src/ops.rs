@@ -140,7 +140,14 @@ impl Manager {
                         }
                     }
                     Some(image) => {
-                        berth_store::copy::copy_tree(&image.rootfs, &dir.join("rootfs"))?;
+                        // As it is: owners, modes, hard links, xattrs.
+                        crate::snapshots::copy_all(&image.rootfs, &dir.join("rootfs")).map_err(
+                            |e| berth_store::StoreError::Io {
+                                action: "copy the image",
+                                path: image.rootfs.clone(),
+                                source: std::io::Error::other(e.to_string()),
+                            },
+                        )?;
                         lower::Layers {
                             lower: dir.join("rootfs"),
                             upper: None,

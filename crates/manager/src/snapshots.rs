@@ -48,7 +48,7 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 /// Copies the tree `src` to `dst` (which must not exist) as it is: owners, modes, hard
 /// links, xattrs (overlayfs keeps its own in the upper layer), device nodes and whiteouts.
 /// GNU cp -a does exactly this, with reflinks where the filesystem has them.
-fn copy_all(src: &Path, dst: &Path) -> Result<(), Error> {
+pub(crate) fn copy_all(src: &Path, dst: &Path) -> Result<(), Error> {
     let out = std::process::Command::new("cp")
         .args(["-a", "--reflink=auto", "--"])
         .arg(src)

@@ -8,7 +8,6 @@
 
 pub mod atomic;
 pub mod containers;
-pub mod copy;
 pub mod state;
 pub mod subid;
 

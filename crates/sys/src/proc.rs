@@ -20,3 +20,21 @@ pub fn pidfd_pid(pidfd: &impl std::os::fd::AsRawFd) -> Option<i32> {
         .and_then(|p| p.trim().parse().ok())
         .filter(|&p: &i32| p > 0)
 }
+
+/// Makes the program `cmd` runs die (SIGKILL) when the process that spawned it dies, so that
+/// a tool berth drives (debootstrap) never outlives a killed berth and keeps writing into a
+/// directory that is being cleaned up.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: prctl(2) is a plain system call, and nothing is
+    // allocated or locked.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
