@@ -172,7 +172,22 @@ pub fn build(
 fn debootstrap(opts: &Options, rootfs: &Path, out: &mut dyn Write, tty: bool) -> Result<(), Error> {
     let mut packages: Vec<String> = BASE_PACKAGES.iter().map(|s| s.to_string()).collect();
     packages.extend(opts.include.iter().cloned());
-    let mut cmd = Command::new("debootstrap");
+    // In mount and pid namespaces of its own: the proc and sys mounts debootstrap makes in
+    // the target, and every process it starts, go when it ends or when berth is killed
+    // (nothing stays mounted under a build directory that a sweep removes). Signatures
+    // are checked (--force-check-gpg): an unsigned archive is refused, never installed as
+    // root.
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
+    ])
+    .arg("debootstrap")
+    .arg("--force-check-gpg");
     if opts.variant == "minbase" {
         cmd.arg("--variant=minbase");
     }

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// In an image's directory: deleted with --force while containers used it.
+const DOOMED: &str = "deleted";
+
 /// What an image is, as `metadata.toml` records it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +261,22 @@ impl Images {
         Ok(())
     }
 
+    /// Refuses an alias that names an image already, unless `replace` (the name then moves
+    /// to the new image; the old one stays, unnamed, until deleted).
+    pub fn check_alias(&self, alias: &str, replace: bool) -> Result<(), Error> {
+        validate::image_name(alias)?;
+        match self.resolve(alias)? {
+            Some(image) if !replace && image.aliases.iter().any(|a| a == alias) => Err(Error::Bad(
+                alias.to_string(),
+                format!(
+                    "the name is taken (image {}): choose another, or --replace to move it",
+                    image.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Points `alias` at image `id`.
     pub fn set_alias(&self, alias: &str, id: &str) -> Result<(), Error> {
         validate::image_name(alias)?;
@@ -286,17 +305,24 @@ impl Images {
         self.write_aliases(aliases, &lock)?;
         if users.is_empty() {
             self.remove_files(&image.id)?;
+        } else {
+            // Deleted in name: its files go with its last container (see `prune`).
+            let mark = self.dir.join(&image.id).join(DOOMED);
+            std::fs::write(&mark, b"").map_err(Error::io("write", &mark))?;
         }
         Ok(image)
     }
 
-    /// Removes the images that have no name and no container (`used`: the ids containers
-    /// are made from).
+    /// Removes the images deleted with --force (see [`Images::delete`]) that no container is
+    /// made from any more (`used`: the ids containers are made from). Other images, unnamed
+    /// ones included (an import without --alias, an image whose name moved), stay until
+    /// deleted.
     pub fn prune(&self, used: &BTreeSet<String>) -> Result<Vec<String>, Error> {
         let _lock = self.lock()?;
         let mut removed = Vec::new();
         for image in self.list()? {
-            if image.aliases.is_empty() && !used.contains(&image.id) {
+            let doomed = self.dir.join(&image.id).join(DOOMED).exists();
+            if doomed && !used.contains(&image.id) {
                 self.remove_files(&image.id)?;
                 removed.push(image.id);
             }
@@ -310,7 +336,13 @@ impl Images {
         let dir = self.dir.join(id);
         let doomed = self.dir.join(format!(".tmp-deleted-{id}"));
         std::fs::rename(&dir, &doomed).map_err(Error::io("remove", &dir))?;
-        std::fs::remove_dir_all(&doomed).map_err(Error::io("remove", &doomed))
+        // A concurrent sweep may finish the removal first.
+        match std::fs::remove_dir_all(&doomed) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", &doomed)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes what interrupted builds and deletions left: temporary directories whose
@@ -427,10 +459,11 @@ mod tests {
                 .expect("by id")
                 .is_some_and(|i| i.aliases.is_empty())
         );
-        // Unnamed and unused: pruned.
+        // Unnamed but never deleted: kept by a prune.
         let used = BTreeSet::from([b.id.clone()]);
-        assert_eq!(images.prune(&used).expect("prune"), vec![a.id.clone()]);
-        assert!(images.by_id(&a.id).expect("by id").is_none());
+        assert!(images.prune(&used).expect("prune").is_empty());
+        assert!(images.by_id(&a.id).expect("by id").is_some());
+        images.delete(&a.id, &[], false).expect("delete by id");
         // In use: refused, then forced (name gone, files kept).
         let users = vec!["web".to_string()];
         assert!(matches!(
@@ -440,7 +473,12 @@ mod tests {
         images.delete("test/one", &users, true).expect("forced");
         assert_eq!(images.resolve("test/one").expect("resolve"), None);
         assert!(images.by_id(&b.id).expect("by id").is_some());
-        images.delete(&b.id, &[], false).expect("delete");
+        // Still used: kept; then no longer used: pruned.
+        assert!(images.prune(&used).expect("prune").is_empty());
+        assert_eq!(
+            images.prune(&BTreeSet::new()).expect("prune"),
+            vec![b.id.clone()]
+        );
         assert!(images.list().expect("list").is_empty());
     }
 

@@ -28,9 +28,13 @@ pub fn import(images: &Images, file: &Path, alias: Option<&str>) -> Result<crate
     let free = free_bytes(images.dir())?;
     let mut meta = Metadata::new("import", &file.display().to_string());
     let mut found: Option<LxcMetadata> = None;
+    let label = file.display().to_string();
     let image = images.build(alias, meta.clone(), |rootfs| {
         let mut unpacker = Unpacker::new(rootfs, free)?;
-        found = unpacker.run(reader)?;
+        found = unpacker.run(reader).map_err(|e| match e {
+            Error::Bad(_, why) => Error::Bad(label.clone(), why),
+            other => other,
+        })?;
         if unpacker.skipped_devices > 0 {
             tracing::warn!(
                 "left out {} device node(s): a container gets its /dev from berth",
@@ -165,6 +169,21 @@ impl Unpacker {
             if let Some((name, dirs)) = parts.split_last()
                 && let Some(target) = name.strip_prefix(b".wh.")
             {
+                if matches!(target, b"" | b"." | b"..") {
+                    return Err(bad(format!(
+                        "whiteout {:?} names no file: refused",
+                        String::from_utf8_lossy(&raw)
+                    )));
+                }
+                // Whiteouts hide what lower layers have, never what this one made.
+                let mut path = dirs.join(&b'/');
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(target);
+                if target != b".wh..opq" && self.made.contains(&path) {
+                    continue;
+                }
                 let (rel, dir) = self.take_dir(dirs)?;
                 let done = if target == b".wh..opq" {
                     let prefix = dirs.join(&b'/');
@@ -200,7 +219,8 @@ impl Unpacker {
         let mut metadata = None;
         let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| bad(format!("unreadable entry: {e}")))?;
+            let mut entry =
+                entry.map_err(|e| bad(format!("not a tarball, or a damaged one ({e})")))?;
             let raw = entry.path_bytes().into_owned();
             let Some(mut parts) = clean_path(&raw) else {
                 return Err(bad(format!(
@@ -231,9 +251,12 @@ impl Unpacker {
                     _ => continue,
                 }
             }
-            self.unpack(&mut entry, &parts).map_err(|e| match e {
-                Error::Bad(..) => e,
-                other => bad(format!("{}: {other}", String::from_utf8_lossy(&raw))),
+            self.unpack(&mut entry, &parts).map_err(|e| {
+                let why = match e {
+                    Error::Bad(_, why) => why,
+                    other => other.to_string(),
+                };
+                bad(format!("entry {}: {why}", String::from_utf8_lossy(&raw)))
             })?;
         }
         Ok(metadata.or(if lxc == Some(true) {

@@ -3,7 +3,6 @@
 
 use crate::Error;
 use berth_image::{Image, Images};
-use berth_spec::config::Config;
 use berth_store::Store;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -45,31 +44,48 @@ pub fn resolve_or_build(store: &Store, name: &str) -> Result<Image, Error> {
     }
 }
 
-/// The containers made from image `id` (their configs name it).
+/// The containers made from image `id` (their configs name it). A config that cannot be
+/// read is an error: its container might be made from the image.
 pub fn users(store: &Store, id: &str) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     for name in store.list()? {
-        if image_of(store, &name).as_deref() == Some(id) {
+        if image_of(store, &name)?.as_deref() == Some(id) {
             out.push(name);
         }
     }
     Ok(out)
 }
 
-/// Removes the unnamed images no container is made from any more.
+/// Removes the images deleted with --force that no container is made from any more; none
+/// while a container's config cannot be read.
 pub fn prune(store: &Store) -> Result<(), Error> {
-    let used: BTreeSet<String> = store
-        .list()?
-        .iter()
-        .filter_map(|name| image_of(store, name))
-        .collect();
+    let mut used = BTreeSet::new();
+    for name in store.list()? {
+        if let Some(id) = image_of(store, &name)? {
+            used.insert(id);
+        }
+    }
     Images::open(store)?.prune(&used)?;
     Ok(())
 }
 
-/// The image id container `name` is made from, if any (an unreadable config names none).
-fn image_of(store: &Store, name: &str) -> Option<String> {
-    let text = store.read_config(name).ok()?;
-    let config: Config = toml::from_str(&text).ok()?;
-    config.rootfs.image_id
+/// The image id container `name` is made from, if any, read leniently: only
+/// `rootfs.image_id` matters here, whatever else the file holds.
+fn image_of(store: &Store, name: &str) -> Result<Option<String>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Lenient {
+        rootfs: Option<LenientRootfs>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LenientRootfs {
+        image_id: Option<String>,
+    }
+    let text = store.read_config(name)?;
+    let config: Lenient = toml::from_str(&text).map_err(|e| {
+        berth_spec::SpecError::Config(format!(
+            "container {name:?}'s config.toml is unreadable ({}): fix it (`berth config edit {name}`) before images can be deleted",
+            e.message()
+        ))
+    })?;
+    Ok(config.rootfs.and_then(|r| r.image_id))
 }

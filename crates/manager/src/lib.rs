@@ -51,6 +51,8 @@ pub enum Error {
     StopTimeout(String, u64),
     #[error("starting {name:?}: {reason}")]
     Start { name: String, reason: String },
+    #[error("container {name:?}: {reason}")]
+    Container { name: String, reason: String },
     #[error("{what}: {errno}")]
     Sys { what: &'static str, errno: Errno },
     #[error("{what}: {source}")]

@@ -19,7 +19,7 @@ pub fn container_layers(store: &Store, name: &str, config: &Config) -> Result<La
         });
     }
     let missing = |p: &Path| Error::RootfsMissing(name.to_string(), p.display().to_string());
-    if !config.rootfs.is_overlay() {
+    if !is_overlay(store, name, config) {
         // Its own copy, never the image itself, which other containers share.
         let own = dir.join("rootfs");
         return if own.is_dir() {
@@ -40,6 +40,16 @@ pub fn container_layers(store: &Store, name: &str, config: &Config) -> Result<La
         lower: image.rootfs,
         upper: Some(layer.join("upper")),
     })
+}
+
+/// Whether container `name` keeps its files as a layer over its image. A container made
+/// before berth had layers has a `rootfs/` copy and no `mode` in its config: a copy.
+pub fn is_overlay(store: &Store, name: &str, config: &Config) -> bool {
+    let dir = store.container_dir(name);
+    config.rootfs.is_overlay()
+        && !(config.rootfs.mode.is_none()
+            && dir.join("rootfs").is_dir()
+            && !dir.join("layer").exists())
 }
 
 /// The image a config's container is made from: by the id it was made from, else by name.

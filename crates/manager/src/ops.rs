@@ -217,6 +217,7 @@ impl Manager {
     }
 
     fn stop_locked(&self, name: &str, opts: &StopOptions) -> Result<(), Error> {
+        crate::snapshots::recover(&self.store, name);
         let Some(state) = self.running_state(name)? else {
             return Err(Error::NotRunning(name.to_string()));
         };
@@ -262,6 +263,7 @@ impl Manager {
     pub fn set_frozen(&self, name: &str, frozen: bool) -> Result<(), Error> {
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
+        crate::snapshots::recover(&self.store, name);
         let state = self
             .running_state(name)?
             .ok_or_else(|| Error::NotRunning(name.to_string()))?;
@@ -304,7 +306,9 @@ impl Manager {
     /// `berth config set`: validates the new value and writes the config atomically.
     pub fn config_set(&self, name: &str, key: &str, value: &str) -> Result<(), Error> {
         let _lock = self.store.lock(name)?;
-        let config = self.config(name)?.with(key, value, host_cpus())?;
+        let old = self.config(name)?;
+        let config = old.with(key, value, host_cpus())?;
+        same_rootfs(&old, &config)?;
         self.store.write_config(name, &config.to_toml()?)?;
         Ok(())
     }
@@ -312,8 +316,9 @@ impl Manager {
     /// `berth config edit` and `--config FILE`: replaces the whole config, if it validates.
     pub fn config_replace(&self, name: &str, text: &str) -> Result<(), Error> {
         let _lock = self.store.lock(name)?;
-        self.config(name)?;
+        let old = self.config(name)?;
         let config = Config::parse(text, host_cpus())?;
+        same_rootfs(&old, &config)?;
         self.store.write_config(name, &config.to_toml()?)?;
         Ok(())
     }
@@ -494,15 +499,33 @@ fn new_layer(layer: &Path, lower: &Path) -> Result<(), berth_store::StoreError> 
         let p = layer.join(sub);
         std::fs::create_dir_all(&p).map_err(io("create", &p))?;
     }
+    // The layer belongs to whom the image's root belongs: host root (the layer is then
+    // idmapped like the image), or the container's ids for an image chowned into them.
+    for p in [layer.to_path_buf(), layer.join("upper"), layer.join("work")] {
+        std::os::unix::fs::chown(&p, Some(root.uid()), Some(root.gid()))
+            .map_err(io("chown", &p))?;
+    }
     let upper = layer.join("upper");
-    std::os::unix::fs::chown(&upper, Some(root.uid()), Some(root.gid()))
-        .map_err(io("chown", &upper))?;
     std::fs::set_permissions(
         &upper,
         std::fs::Permissions::from_mode(root.mode() & 0o7777),
     )
     .map_err(io("chmod", &upper))?;
     Ok(())
+}
+
+/// The root filesystem is chosen at create: changing `[rootfs]` afterwards would point the
+/// container at files it was not made with.
+fn same_rootfs(old: &Config, new: &Config) -> Result<(), Error> {
+    if old.rootfs == new.rootfs {
+        Ok(())
+    } else {
+        Err(berth_spec::SpecError::Key(
+            "rootfs",
+            "is fixed when a container is created: `berth copy`, or a new container, gives other files".into(),
+        )
+        .into())
+    }
 }
 
 /// Kills and removes what is in container `name`'s cgroup while no state records it running

@@ -29,11 +29,11 @@ struct Files {
     rel: &'static str,
 }
 
-fn files_of(name: &str, config: &Config) -> Result<Files, Error> {
-    match (&config.rootfs.image, config.rootfs.is_overlay()) {
+fn files_of(store: &Store, name: &str, config: &Config) -> Result<Files, Error> {
+    match (&config.rootfs.image, lower::is_overlay(store, name, config)) {
         (Some(_), true) => Ok(Files { rel: "layer/upper" }),
         (Some(_), false) => Ok(Files { rel: "rootfs" }),
-        (None, _) => Err(Error::Start {
+        (None, _) => Err(Error::Container {
             name: name.to_string(),
             reason: "its files are a directory of yours (rootfs.path), not berth's: snapshots, copies and publishing need a container made from an image".into(),
         }),
@@ -49,13 +49,14 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 /// links, xattrs (overlayfs keeps its own in the upper layer), device nodes and whiteouts.
 /// GNU cp -a does exactly this, with reflinks where the filesystem has them.
 pub(crate) fn copy_all(src: &Path, dst: &Path) -> Result<(), Error> {
-    let out = std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto", "--"])
+    let mut cp = std::process::Command::new("cp");
+    cp.args(["-a", "--reflink=auto", "--"])
         .arg(src)
         .arg(dst)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(io("run cp for", src))?;
+        .stdin(std::process::Stdio::null());
+    // Killed with berth: a copy must not go on writing into what the next command removes.
+    berth_sys::proc::die_with_parent(&mut cp);
+    let out = cp.output().map_err(io("run cp for", src))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -72,6 +73,18 @@ pub(crate) fn copy_all(src: &Path, dst: &Path) -> Result<(), Error> {
 /// gets its old files back.
 pub(crate) fn recover(store: &Store, name: &str) {
     let dir = store.container_dir(name);
+    // Frozen for a copy by a berth that was killed: thawed.
+    let mark = dir.join(FROZEN_MARK);
+    if mark.exists() {
+        if let Ok(Some(state)) = store.read_state(name)
+            && state.init_alive()
+        {
+            let cgroup = berth_cgroups::Cgroup::adopt(&crate::ops::paths(&state));
+            let _ = cgroup.set_frozen(false);
+            cgroup.release();
+        }
+        let _ = std::fs::remove_file(&mark);
+    }
     for rel in ["layer/upper", "rootfs"] {
         let current = dir.join(rel);
         let old = dir.join(format!("{rel}.old"));
@@ -96,21 +109,33 @@ pub(crate) fn recover(store: &Store, name: &str) {
     }
 }
 
+/// In a container's directory while berth has frozen it for a copy: if berth is killed
+/// meanwhile, the next command thaws it (see [`recover`]).
+const FROZEN_MARK: &str = ".frozen-for-copy";
+
 impl Manager {
     /// Runs `work` with container `name` frozen when it runs (thawed afterwards, whatever
-    /// `work` did).
+    /// `work` did; by the next command if berth is killed meanwhile).
     fn frozen<T>(&self, name: &str, work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         let Some(state) = self.running_state(name)? else {
             return work();
         };
         let cgroup = berth_cgroups::Cgroup::adopt(&crate::ops::paths(&state));
         let was = cgroup.is_frozen();
+        let mark = self.store.container_dir(name).join(FROZEN_MARK);
         if !was {
-            cgroup.set_frozen(true)?;
+            std::fs::write(&mark, b"").map_err(io("write", &mark))?;
+            if let Err(e) = cgroup.set_frozen(true) {
+                let _ = std::fs::remove_file(&mark);
+                cgroup.release();
+                return Err(e.into());
+            }
         }
         let result = work();
         if !was {
-            cgroup.set_frozen(false)?;
+            let thawed = cgroup.set_frozen(false);
+            let _ = std::fs::remove_file(&mark);
+            thawed?;
         }
         cgroup.release();
         result
@@ -122,7 +147,7 @@ impl Manager {
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;
-        let files = files_of(name, &config)?;
+        let files = files_of(&self.store, name, &config)?;
         recover(&self.store, name);
         let dir = self.store.container_dir(name).join("snapshots");
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
@@ -134,7 +159,7 @@ impl Manager {
                 .unwrap_or_default(),
         };
         if dir.join(&snap).exists() {
-            return Err(Error::Start {
+            return Err(Error::Container {
                 name: name.to_string(),
                 reason: format!(
                     "snapshot {snap:?} exists already: choose another name or delete it"
@@ -188,7 +213,7 @@ impl Manager {
         if dir.join("files").is_dir() {
             Ok(dir)
         } else {
-            Err(Error::Start {
+            Err(Error::Container {
                 name: name.to_string(),
                 reason: format!("no snapshot {snap:?} (see `berth snapshot list {name}`)"),
             })
@@ -212,9 +237,12 @@ impl Manager {
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;
-        let files = files_of(name, &config)?;
+        let files = files_of(&self.store, name, &config)?;
         if self.running_state(name)?.is_some() {
-            return Err(Error::Running(name.to_string()));
+            return Err(Error::Container {
+                name: name.to_string(),
+                reason: format!("it is running: stop it first (`berth stop {name}`)"),
+            });
         }
         recover(&self.store, name);
         let from = self.snapshot_dir(name, snap)?.join("files");
@@ -226,7 +254,7 @@ impl Manager {
         std::fs::rename(&tmp, &current).map_err(io("rename into place", &tmp))?;
         let _ = std::fs::remove_dir_all(&old);
         // overlayfs's scratch space belonged to the old upper layer.
-        if config.rootfs.is_overlay() {
+        if files.rel == "layer/upper" {
             let work = self.store.container_dir(name).join("layer/work");
             let _ = std::fs::remove_dir_all(&work);
             std::fs::create_dir(&work).map_err(io("create", &work))?;
@@ -246,7 +274,7 @@ impl Manager {
             .then(|| self.store.lock(second))
             .transpose()?;
         let mut config = self.config(src)?;
-        let files = files_of(src, &config)?;
+        let files = files_of(&self.store, src, &config)?;
         recover(&self.store, src);
         config.hostname = None;
         config.autostart.enabled = false;
@@ -268,7 +296,7 @@ impl Manager {
                         source: std::io::Error::other(e.to_string()),
                     }
                 })?;
-                if config.rootfs.is_overlay() {
+                if files.rel == "layer/upper" {
                     let work = dir.join("layer/work");
                     std::fs::create_dir_all(&work).map_err(|e| berth_store::StoreError::Io {
                         action: "create",
@@ -290,20 +318,19 @@ impl Manager {
         name: &str,
         snap: Option<&str>,
         alias: &str,
+        replace: bool,
     ) -> Result<berth_image::Image, Error> {
         validate::name(name)?;
-        validate::image_name(alias)?;
+        berth_image::Images::open(&self.store)?.check_alias(alias, replace)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;
-        let files = files_of(name, &config)?;
+        let files = files_of(&self.store, name, &config)?;
         recover(&self.store, name);
         let own = match snap {
             Some(s) => self.snapshot_dir(name, s)?.join("files"),
             None => self.store.container_dir(name).join(files.rel),
         };
-        let lower = config
-            .rootfs
-            .is_overlay()
+        let lower = (files.rel == "layer/upper")
             .then(|| lower::image_of(&self.store, &config))
             .transpose()?;
         let images = berth_image::Images::open(&self.store)?;
@@ -350,6 +377,10 @@ fn merged_copy(upper: &Path, lower: &Path, dst: &Path) -> Result<(), Error> {
         errno,
     })? {
         None => {
+            // Not a moment longer than the berth that needs it.
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
             let ok = merged_copy_child(upper, lower, &stage, dst);
             berth_sys::clone::exit_now(if ok { 0 } else { 1 })
         }
@@ -416,11 +447,11 @@ fn merged_copy_child(upper: &Path, lower: &Path, stage: &Path, dst: &Path) -> bo
     {
         return false;
     }
-    std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto", "--"])
+    let mut cp = std::process::Command::new("cp");
+    cp.args(["-a", "--reflink=auto", "--"])
         .arg(stage.join("."))
         .arg(dst)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .stdin(std::process::Stdio::null());
+    berth_sys::proc::die_with_parent(&mut cp);
+    cp.status().is_ok_and(|s| s.success())
 }

@@ -266,27 +266,34 @@ fn start_child(
     // A rootfs already owned by the container's ids (chowned into the range once, as LXC's
     // unprivileged containers are) needs no idmapped mount: the way to run unprivileged on
     // a filesystem that has none (tmpfs before Linux 6.3, 9p, NFS).
-    if let Some(map) = &plan.id_map
-        && !already_shifted(rootfs, map)
-    {
-        let userns = rustix::fs::open(
-            format!("/proc/{pid}/ns/user"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(errno_ctx("open the container's user namespace"))?;
-        berth_sys::mount::idmap(rootfs, &userns, plan.rootfs_recursive).map_err(|e| {
-            LaunchError::berth(format!(
-                "idmap the rootfs {} (does its filesystem support idmapped mounts? otherwise chown the rootfs into the container's ids, {}:{} for its root, or use --privileged): {e}",
-                plan.rootfs.display(),
-                map.host_uid,
-                map.host_gid
-            ))
-        })?;
+    if let Some(map) = &plan.id_map {
+        let rootfs_shifted = already_shifted(rootfs, map);
+        let layer_shifted = overlay_rw.is_none_or(|rw| already_shifted(rw, map));
+        let userns = || {
+            rustix::fs::open(
+                format!("/proc/{pid}/ns/user"),
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(errno_ctx("open the container's user namespace"))
+        };
+        if !rootfs_shifted {
+            berth_sys::mount::idmap(rootfs, &userns()?, plan.rootfs_recursive).map_err(|e| {
+                LaunchError::berth(format!(
+                    "idmap the rootfs {} (does its filesystem support idmapped mounts? otherwise chown the rootfs into the container's ids, {}:{} for its root, or use --privileged): {e}",
+                    plan.rootfs.display(),
+                    map.host_uid,
+                    map.host_gid
+                ))
+            })?;
+        }
         // An instance's own layer too: what container root writes there is host root's on
-        // disk, as in a directory rootfs (the instance's directory is private).
-        if let Some(rw) = overlay_rw {
-            berth_sys::mount::idmap(rw, &userns, false).map_err(|e| {
+        // disk, as in a directory rootfs (the instance's directory is private); a layer over
+        // an image already in the container's ids is in them too (see `new_layer`).
+        if let Some(rw) = overlay_rw
+            && !layer_shifted
+        {
+            berth_sys::mount::idmap(rw, &userns()?, false).map_err(|e| {
                 LaunchError::berth(format!(
                     "idmap the container's layer (does its filesystem support idmapped mounts?): {e}"
                 ))
@@ -295,6 +302,12 @@ fn start_child(
         // Binds are not idmapped: host files keep their host owners (root's appear as
         // nobody inside), so container root cannot create host-root-owned (setuid) files in
         // a host directory.
+    }
+    if plan.overlay_rw.is_some() {
+        // The shared image, read-only even below the overlay (defence in depth: the
+        // container cannot reach it after pivot_root anyway).
+        berth_sys::mount::set_readonly(rootfs, true)
+            .map_err(errno_ctx("make the image read-only"))?;
     }
     if let (Some(map), Some(t)) = (&plan.id_map, terminal) {
         // The terminal belongs to the container's root and tty group (gid 5), as a login

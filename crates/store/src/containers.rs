@@ -81,6 +81,10 @@ impl Store {
             .prefix(&format!("{HIDDEN}new-{name}-"))
             .tempdir_in(&dir)
             .map_err(StoreError::io("create a directory in", &dir))?;
+        // Held until the rename: the sweep leaves a directory alone while its maker lives,
+        // however long it takes to fill.
+        let busy = File::open(tmp.path()).map_err(StoreError::io("open", tmp.path()))?;
+        busy.lock().map_err(StoreError::io("lock", tmp.path()))?;
         atomic::write(&tmp.path().join("config.toml"), config.as_bytes(), 0o644)?;
         populate(tmp.path())?;
         // Closed to other users: an unprivileged container's root writes files owned by the
@@ -137,24 +141,31 @@ impl Store {
             .containers_dir()
             .join(format!("{HIDDEN}deleting-{name}-{}", std::process::id()));
         std::fs::rename(&dir, &gone).map_err(StoreError::io("rename", &dir))?;
-        std::fs::remove_dir_all(&gone).map_err(StoreError::io("remove", &gone))
+        let busy = File::open(&gone).map_err(StoreError::io("open", &gone))?;
+        busy.lock().map_err(StoreError::io("lock", &gone))?;
+        match std::fs::remove_dir_all(&gone) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io("remove", &gone)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// Removes what interrupted creates and deletes left (hidden entries under containers/
-    /// older than a minute: a create in progress is younger).
+    /// Removes what interrupted creates and deletes left: hidden directories under
+    /// containers/ whose maker no longer holds their lock (a create or delete in progress
+    /// does, however long it takes).
     pub fn sweep(&self) {
         let Ok(entries) = std::fs::read_dir(self.containers_dir()) else {
             return;
         };
         for e in entries.flatten() {
-            let hidden = e.file_name().to_string_lossy().starts_with(HIDDEN);
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60);
-            if hidden && old {
+            if !e.file_name().to_string_lossy().starts_with(HIDDEN) {
+                continue;
+            }
+            let Ok(dir) = File::open(e.path()) else {
+                continue;
+            };
+            if dir.try_lock().is_ok() {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -603,3 +603,96 @@ fn an_oci_layout_is_imported_with_its_whiteouts() {
     );
     assert_store_clean(&w);
 }
+
+/// An OCI whiteout that names no file (`.wh..`, `.wh.`) is refused, and one never deletes
+/// what its own layer made.
+#[test]
+fn oci_whiteouts_cannot_climb_or_eat_their_own_layer() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let oci = w.dir.path().join("oci");
+    let blobs = oci.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let add_blob = |path: &Path| -> String {
+        let out = std::process::Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .expect("sha256sum");
+        let h = text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .expect("hash")
+            .to_string();
+        std::fs::rename(path, blobs.join(&h)).expect("rename");
+        format!("sha256:{h}")
+    };
+    let layout = |layers: &[String]| {
+        let ls: Vec<String> = layers
+            .iter()
+            .map(|d| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":1}}"#))
+            .collect();
+        let manifest = w.dir.path().join("m.json");
+        std::fs::write(
+            &manifest,
+            format!(r#"{{"schemaVersion":2,"layers":[{}]}}"#, ls.join(",")),
+        )
+        .expect("write");
+        let dm = add_blob(&manifest);
+        std::fs::write(oci.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .expect("write");
+        std::fs::write(
+            oci.join("index.json"),
+            format!(r#"{{"manifests":[{{"digest":"{dm}","size":1}}]}}"#),
+        )
+        .expect("write");
+    };
+    let mut t = Tarball::new(w.dir.path().join("own.tar"));
+    t.dir("keep")
+        .file("keep/mine", b"x")
+        .file("keep/.wh.mine", b"");
+    let own = add_blob(&t.finish());
+    layout(&[own]);
+    ok(
+        &w,
+        &[
+            "image",
+            "import-oci",
+            oci.to_str().expect("utf-8"),
+            "--alias",
+            "own",
+        ],
+    );
+    let id =
+        serde_json::from_str::<serde_json::Value>(&ok(&w, &["image", "list", "--format", "json"]))
+            .expect("JSON")[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+    assert!(
+        w.state
+            .join("images")
+            .join(id)
+            .join("rootfs/keep/mine")
+            .is_file()
+    );
+    let mut t = Tarball::new(w.dir.path().join("up.tar"));
+    t.dir("keep").file("keep/.wh..", b"");
+    let up = add_blob(&t.finish());
+    layout(&[up]);
+    let out = w.run(&[
+        "image",
+        "import-oci",
+        oci.to_str().expect("utf-8"),
+        "--alias",
+        "up",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("names no file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_store_clean(&w);
+}

@@ -182,3 +182,109 @@ fn an_interrupted_snapshot_or_copy_leaves_nothing() {
     let _ = w.run(&["delete", "b-copy"]);
     ok(&w, &["delete", &a]);
 }
+
+/// Second review of the images work: what must never be lost or broken.
+#[test]
+fn images_and_layers_are_never_lost_by_accident() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    // An image without a name is kept when a container is deleted.
+    ok(&w, &["image", "build", "busybox"]);
+    let tarball = w.dir.path().join("bb.tar");
+    ok(
+        &w,
+        &[
+            "image",
+            "export",
+            "busybox",
+            tarball.to_str().expect("utf-8"),
+        ],
+    );
+    ok(&w, &["image", "import", tarball.to_str().expect("utf-8")]);
+    let other = unique("other");
+    ok(&w, &["create", "busybox", &other]);
+    ok(&w, &["delete", &other]);
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&w, &["image", "list", "--format", "json"])).expect("JSON");
+    assert_eq!(
+        list.as_array().expect("list").len(),
+        2,
+        "an unnamed image was removed"
+    );
+    // A name is not taken over unless asked.
+    let out = w.run(&[
+        "image",
+        "import",
+        tarball.to_str().expect("utf-8"),
+        "--alias",
+        "busybox",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--replace"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A container whose config cannot be read keeps its image.
+    let a = unique("keep");
+    ok(&w, &["create", "busybox", &a]);
+    ok(&w, &["image", "delete", "busybox", "--force"]);
+    let config = w.state.join("containers").join(&a).join("config.toml");
+    let good = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("{good}\nthis is not toml =\n")).expect("write");
+    let b = unique("gone");
+    ok(&w, &["create", "busybox", &b]);
+    let _ = w.run(&["delete", &b]);
+    std::fs::write(&config, &good).expect("write");
+    ok(&w, &["start", &a]);
+    // The rootfs settings are fixed at create.
+    let out = w.run(&["config", "set", &a, "rootfs.mode=copy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("fixed"), "{}", text(&out.stderr));
+    // A snapshot killed while the container runs (it is left frozen, with berth's mark
+    // beside it): the next command thaws it.
+    ok(&w, &["freeze", &a]);
+    std::fs::write(
+        w.state.join("containers").join(&a).join(".frozen-for-copy"),
+        "",
+    )
+    .expect("mark");
+    ok(&w, &["snapshot", &a]);
+    assert_eq!(info(&w, &a)["state"], "running", "left frozen");
+    // A restore cut between its renames: the next start puts the old files back.
+    ok(&w, &["stop", &a]);
+    ok(&w, &["start", &a]);
+    sh(&w, &a, "echo kept > /root/f");
+    ok(&w, &["stop", &a]);
+    let layer = w.state.join("containers").join(&a).join("layer");
+    std::fs::rename(layer.join("upper"), layer.join("upper.old")).expect("rename");
+    ok(&w, &["start", &a]);
+    assert_eq!(sh(&w, &a, "cat /root/f"), "kept\n");
+    ok(&w, &["delete", "--force", &a]);
+    assert!(cgroups_of(&a).is_empty());
+}
+
+/// A container made before berth had layers (a `rootfs/` copy, no `mode`) still starts.
+#[test]
+fn a_container_from_before_layers_still_starts() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let a = unique("old");
+    ok(&w, &["create", "busybox", &a, "--storage", "copy"]);
+    let config = w.state.join("containers").join(&a).join("config.toml");
+    let text_now = std::fs::read_to_string(&config).expect("read");
+    let old: String = text_now
+        .lines()
+        .filter(|l| !l.starts_with("mode") && !l.starts_with("image_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, old).expect("write");
+    ok(&w, &["start", &a]);
+    assert_eq!(sh(&w, &a, "echo ok"), "ok\n");
+    assert_eq!(ok(&w, &["snapshot", &a]).trim(), "snap0");
+    ok(&w, &["delete", "--force", &a]);
+}

@@ -48,6 +48,9 @@ enum ImageOp {
         /// The name to give it.
         #[arg(long)]
         alias: Option<String>,
+        /// Move the name from the image that has it (kept, unnamed).
+        #[arg(long)]
+        replace: bool,
     },
     /// Import an OCI image layout directory (`skopeo copy docker://… oci:DIR:TAG`, `podman
     /// save --format oci-dir`): DIR, or DIR:TAG when it holds several images.
@@ -57,6 +60,9 @@ enum ImageOp {
         /// The name to give it.
         #[arg(long)]
         alias: Option<String>,
+        /// Move the name from the image that has it (kept, unnamed).
+        #[arg(long)]
+        replace: bool,
     },
     /// Write an image's root filesystem to a tarball, compressed as FILE's name says
     /// (.tar.gz, .tar.xz, .tar.zst or .tar).
@@ -111,13 +117,27 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
             println!("{} {}", image.id, image.aliases.join(","));
             Ok(0)
         }
-        ImageOp::Import { file, alias } => {
+        ImageOp::Import {
+            file,
+            alias,
+            replace,
+        } => {
+            if let Some(a) = &alias {
+                images.check_alias(a, replace).map_err(fail)?;
+            }
             let image =
                 berth_image::tarball::import(&images, &file, alias.as_deref()).map_err(fail)?;
             println!("{} {}", image.id, image.aliases.join(","));
             Ok(0)
         }
-        ImageOp::ImportOci { spec, alias } => {
+        ImageOp::ImportOci {
+            spec,
+            alias,
+            replace,
+        } => {
+            if let Some(a) = &alias {
+                images.check_alias(a, replace).map_err(fail)?;
+            }
             let image = berth_image::oci::import(&images, &spec, alias.as_deref()).map_err(fail)?;
             println!("{} {}", image.id, image.aliases.join(","));
             Ok(0)

@@ -38,6 +38,9 @@ pub struct PublishArgs {
     /// From this snapshot rather than from the container's files now.
     #[arg(long)]
     snapshot: Option<String>,
+    /// Move the name from the image that has it (kept, unnamed).
+    #[arg(long)]
+    replace: bool,
 }
 
 fn manager(root: &Path) -> Result<Manager, Failure> {
@@ -91,7 +94,7 @@ pub fn copy(root: &Path, a: CopyArgs) -> Result<u8, Failure> {
 
 pub fn publish(root: &Path, a: PublishArgs) -> Result<u8, Failure> {
     let image = manager(root)?
-        .publish(&a.name, a.snapshot.as_deref(), &a.alias)
+        .publish(&a.name, a.snapshot.as_deref(), &a.alias, a.replace)
         .map_err(fail)?;
     println!("{} {}", image.id, image.aliases.join(","));
     Ok(0)
