@@ -107,6 +107,27 @@ impl Images {
         self.lock_named(".images.lock")
     }
 
+    /// Taken shared by whatever makes a container of an image (from finding the image to
+    /// the container's config naming it) and exclusive by whatever removes images after
+    /// working out which are used: an image is never removed from under a new container.
+    pub fn users_lock(&self, exclusive: bool) -> Result<ImagesLock, Error> {
+        atomic::create_dir_all_mode(&self.locks, 0o700)?;
+        let path = self.locks.join(".images-users.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open lock", &path))?;
+        if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        }
+        .map_err(Error::io("lock", &path))?;
+        Ok(ImagesLock { _file: file })
+    }
+
     /// A lock for building the image called `alias` on first use, so that two first uses
     /// build it once (the second waits, then finds it).
     pub fn build_lock(&self, alias: &str) -> Result<ImagesLock, Error> {

@@ -56,9 +56,23 @@ pub fn users(store: &Store, id: &str) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
+/// `berth image delete NAME [--force]`: refused while containers are made from it, unless
+/// `force`; returns the containers still using it (the image goes when the last does).
+pub fn delete(store: &Store, name: &str, force: bool) -> Result<Vec<String>, Error> {
+    let images = Images::open(store)?;
+    let _users = images.users_lock(true)?;
+    let image = images
+        .resolve(name)?
+        .ok_or_else(|| berth_image::Error::Unknown(name.to_string()))?;
+    let users = users(store, &image.id)?;
+    images.delete(name, &users, force)?;
+    Ok(users)
+}
+
 /// Removes the images deleted with --force that no container is made from any more; none
 /// while a container's config cannot be read.
 pub fn prune(store: &Store) -> Result<(), Error> {
+    let _users = Images::open(store)?.users_lock(true)?;
     let mut used = BTreeSet::new();
     for name in store.list()? {
         if let Some(id) = image_of(store, &name)? {

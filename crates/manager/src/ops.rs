@@ -116,6 +116,11 @@ impl Manager {
         config.validate(host_cpus())?;
         // Find (or build) the image now, so that a bad image name fails here, and record
         // which one it is: the container stays on it whatever the name points at later.
+        // Until the container is in place, no image removal may run (see users_lock).
+        let _users = match &config.rootfs.image {
+            Some(_) => Some(berth_image::Images::open(&self.store)?.users_lock(false)?),
+            None => None,
+        };
         let image = match &config.rootfs.image {
             Some(name) => Some(crate::images::resolve_or_build(&self.store, name)?),
             None => None,

@@ -275,6 +275,7 @@ impl Manager {
             .transpose()?;
         let mut config = self.config(src)?;
         let files = files_of(&self.store, src, &config)?;
+        let _users = berth_image::Images::open(&self.store)?.users_lock(false)?;
         recover(&self.store, src);
         config.hostname = None;
         config.autostart.enabled = false;

@@ -151,13 +151,7 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
             Ok(0)
         }
         ImageOp::Delete { name, force } => {
-            let id = images
-                .resolve(&name)
-                .map_err(fail)?
-                .map(|i| i.id)
-                .ok_or_else(|| fail(berth_image::Error::Unknown(name.clone())))?;
-            let users = berth_manager::images::users(&store, &id).map_err(fail)?;
-            images.delete(&name, &users, force).map_err(fail)?;
+            let users = berth_manager::images::delete(&store, &name, force).map_err(fail)?;
             if !users.is_empty() {
                 eprintln!(
                     "berth: image {name:?} is unnamed now; its files stay until {} {} deleted",
