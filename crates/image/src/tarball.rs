@@ -773,6 +773,30 @@ mod tests {
         assert_eq!(clean_path(b".."), None);
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a hostile tarball names an entry with, the cleaned name is a
+        /// relative path of plain components (or refused): nothing to climb out with.
+        #[test]
+        fn clean_names_never_climb(raw in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(b'/'),
+                proptest::strategy::Just(b'.'),
+                proptest::num::u8::ANY,
+            ],
+            0..64,
+        )) {
+            if let Some(parts) = clean_path(&raw) {
+                for p in parts {
+                    proptest::prop_assert!(!p.is_empty());
+                    proptest::prop_assert!(p != b"." && p != b"..");
+                    proptest::prop_assert!(!p.contains(&b'/'));
+                }
+            } else {
+                proptest::prop_assert!(raw.split(|b| *b == b'/').any(|c| c == b".."));
+            }
+        }
+    }
+
     #[test]
     fn lxc_metadata_properties() {
         let m = LxcMetadata::parse(
