@@ -54,9 +54,7 @@ pub fn import(images: &Images, spec: &str, alias: Option<&str>) -> Result<crate:
     let index: Index = read_json(&dir.join("index.json"), None).map_err(|e| bad(e.to_string()))?;
     let chosen = choose(&index.manifests, tag.as_deref()).map_err(bad)?;
     let manifest = resolve_manifest(&dir, &chosen).map_err(|e| bad(e.to_string()))?;
-    let free = rustix::fs::statvfs(images.dir())
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-        .unwrap_or(u64::MAX);
+
     let description = format!(
         "OCI {}{}",
         dir.display(),
@@ -65,7 +63,7 @@ pub fn import(images: &Images, spec: &str, alias: Option<&str>) -> Result<crate:
     let mut meta = Metadata::new("oci", &description);
     meta.os = Some("linux".into());
     images.build(alias, meta, |rootfs| {
-        let mut unpacker = Unpacker::new(rootfs, free)?;
+        let mut unpacker = Unpacker::new(rootfs)?;
         for layer in &manifest.layers {
             verify_blob(&dir, &layer.digest)?;
             let reader = open_layer(&dir, layer).map_err(|e| bad(e.to_string()))?;
@@ -122,6 +120,8 @@ fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<Manifest, Error> {
             "aarch64" => "arm64",
             other => other,
         };
+        // This machine's platform; a single entry without one is taken as it is.
+        let unplatformed = index.manifests.len() == 1 && index.manifests[0].platform.is_none();
         desc = index
             .manifests
             .iter()
@@ -130,9 +130,14 @@ fn resolve_manifest(dir: &Path, desc: &Descriptor) -> Result<Manifest, Error> {
                     .as_ref()
                     .is_some_and(|p| p.architecture == arch && p.os == "linux")
             })
-            .or(index.manifests.first())
+            .or(index.manifests.first().filter(|_| unplatformed))
             .cloned()
-            .ok_or_else(|| Error::Bad(desc.digest.clone(), "an empty image index".into()))?;
+            .ok_or_else(|| {
+                Error::Bad(
+                    desc.digest.clone(),
+                    format!("the image has no linux/{arch} variant"),
+                )
+            })?;
     }
     Err(Error::Bad(
         desc.digest,

@@ -21,16 +21,17 @@ use std::path::{Path, PathBuf};
 
 /// Space left free on the store's disk by an import, besides what it writes.
 const RESERVE: u64 = 64 << 20;
+/// Inodes left free likewise.
+const INODE_RESERVE: u64 = 10_000;
 
 /// Imports `file` as a new image (named `alias`, if given).
 pub fn import(images: &Images, file: &Path, alias: Option<&str>) -> Result<crate::Image, Error> {
     let reader = open_decompressed(file)?;
-    let free = free_bytes(images.dir())?;
     let mut meta = Metadata::new("import", &file.display().to_string());
     let mut found: Option<LxcMetadata> = None;
     let label = file.display().to_string();
     let image = images.build(alias, meta.clone(), |rootfs| {
-        let mut unpacker = Unpacker::new(rootfs, free)?;
+        let mut unpacker = Unpacker::new(rootfs)?;
         found = unpacker.run(reader).map_err(|e| match e {
             Error::Bad(_, why) => Error::Bad(label.clone(), why),
             other => other,
@@ -111,9 +112,10 @@ fn open_decompressed(file: &Path) -> Result<Box<dyn Read>, Error> {
     })
 }
 
-fn free_bytes(dir: &Path) -> Result<u64, Error> {
+/// Free bytes and inodes of the filesystem holding `dir`.
+fn free_space(dir: &Path) -> Result<(u64, u64), Error> {
     let st = rustix::fs::statvfs(dir).map_err(|e| Error::io("statvfs", dir)(e.into()))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok((st.f_bavail.saturating_mul(st.f_frsize), st.f_favail))
 }
 
 /// Writes a tarball's entries beneath one root directory.
@@ -124,6 +126,8 @@ pub(crate) struct Unpacker {
     /// The directory of the previous entry (tarballs list a directory's entries together).
     last_dir: Option<(Vec<u8>, OwnedFd)>,
     budget: u64,
+    /// Files, directories and links that may still be made.
+    inodes: u64,
     /// Bytes of file data written (hard links once).
     written: u64,
     skipped_devices: usize,
@@ -132,8 +136,10 @@ pub(crate) struct Unpacker {
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 impl Unpacker {
-    pub(crate) fn new(rootfs: &Path, free: u64) -> Result<Unpacker, Error> {
+    /// An unpacker into `rootfs` (made here), bounded by the free space of its filesystem.
+    pub(crate) fn new(rootfs: &Path) -> Result<Unpacker, Error> {
         std::fs::create_dir(rootfs).map_err(Error::io("create", rootfs))?;
+        let (free, free_inodes) = free_space(rootfs)?;
         let root = rustix::fs::open(
             rootfs,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -145,6 +151,7 @@ impl Unpacker {
             made: std::collections::HashSet::new(),
             last_dir: None,
             budget: free.saturating_sub(RESERVE),
+            inodes: free_inodes.saturating_sub(INODE_RESERVE),
             written: 0,
             skipped_devices: 0,
         })
@@ -308,6 +315,13 @@ impl Unpacker {
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        if self.inodes == 0 {
+            return Err(Error::Bad(
+                "tarball".into(),
+                "it has more files than the image store's disk can hold".into(),
+            ));
+        }
+        self.inodes -= 1;
         match kind {
             T::Directory => {
                 match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
@@ -573,7 +587,9 @@ fn xattrs_of(entry: &mut tar::Entry<'_, Box<dyn Read>>) -> Vec<(Vec<u8>, Vec<u8>
     exts.flatten()
         .filter_map(|e| {
             let name = e.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
-            let kept = name.starts_with(b"user.") || name == b"security.capability";
+            // Not overlayfs's own (user.overlay.*): it would read them in a layer.
+            let kept = (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+                || name == b"security.capability";
             kept.then(|| (name.to_vec(), e.value_bytes().to_vec()))
         })
         .collect()
