@@ -243,18 +243,11 @@ pub fn resume(args: &[std::ffi::OsString]) -> u8 {
     };
     let own = berth_runtime::launcher::cgroup_name(&crate::lower::host_name(&store, name));
     let paths: Vec<std::path::PathBuf> = cgroups.iter().map(std::path::PathBuf::from).collect();
-    // Each cgroup: the container's own directory, right under a cgroup mount of this host.
-    let mounts: Vec<std::path::PathBuf> = berth_cgroups::Layout::detect()
-        .map(|l| {
-            l.v1.iter()
-                .map(|h| h.mount_point.clone())
-                .chain(l.unified.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Each cgroup: the container's own directory, right under a cgroup filesystem's root
+    // (statfs, not a mount-table parse: the resumed supervisor touches as little as it can).
     let owned = |p: &std::path::PathBuf| {
         p.file_name() == Some(std::ffi::OsStr::new(&own))
-            && p.parent().is_some_and(|m| mounts.iter().any(|x| x == m))
+            && p.parent().is_some_and(berth_sys::proc::is_cgroup_root)
     };
     if berth_spec::validate::name(name).is_err()
         || berth_sys::proc::pidfd_pid(&pidfd) != Some(pid)
@@ -274,6 +267,9 @@ pub fn resume(args: &[std::ffi::OsString]) -> u8 {
         console,
         console_slave,
     };
+    // Start-up is over: the program text it touched need not stay mapped (see
+    // `drop_text_pages`); the loop faults back in the little it uses.
+    berth_sys::proc::drop_text_pages();
     event_loop(&store, name, &running, listener);
     finish(&store, name, running, pid_start);
     0

@@ -38,3 +38,54 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// Whether `dir` is the root of a cgroup filesystem (v1 or v2) mounted there: its own
+/// filesystem is cgroup's, and its parent's is not.
+pub fn is_cgroup_root(dir: &std::path::Path) -> bool {
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let kind = |p: &std::path::Path| rustix::fs::statfs(p).map(|s| i64::from(s.f_type)).ok();
+    let own = kind(dir);
+    let parent = dir.parent().and_then(kind);
+    matches!(own, Some(CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)) && parent != own
+}
+
+/// Unmaps the pages of this program's own text (its executable mapping) that start-up
+/// touched, for a long-lived process that then runs a small loop: they stay in the page
+/// cache, and the few the loop needs are faulted back in. An idle container's supervisor
+/// is counted in host memory by the pages it maps.
+pub fn drop_text_pages() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        // "START-END PERMS OFFSET DEV INODE PATH"
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3);
+        if perms != "r-xp" || path != exe.to_str() {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: the range is this program's text: a private, read-only, executable mapping
+        // of its own file that is never written. MADV_DONTNEED drops only clean copies of
+        // file pages; any later access (the very next instruction included) faults them in
+        // again from the page cache, unchanged. No Rust reference points into it as data.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}

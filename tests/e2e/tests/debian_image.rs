@@ -103,3 +103,62 @@ fn debian_bookworm_builds_once_and_boots() {
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert!(cgroups_of(&name).is_empty());
 }
+
+/// `berth image build debian` killed half-way (debootstrap downloading or unpacking): its
+/// processes go with it, nothing stays mounted, and the next image command removes the
+/// partial build.
+#[test]
+fn a_killed_debian_build_leaves_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = berth_e2e::World::new();
+    let mut child = w
+        .berth()
+        .args([
+            "image",
+            "build",
+            "debian",
+            "--release",
+            "bookworm",
+            "--alias",
+            "killed/build",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Well into the work (the first packages arrive within seconds from the mirror).
+    let images = w.state.join("images");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let busy = std::fs::read_dir(&images)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with(".tmp-")
+                    && e.path().join("rootfs/var").exists()
+            });
+        if busy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // debootstrap dies with berth (its namespace's init is killed): give the kernel a moment.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let out = w.run(&["image", "list", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[]");
+    let left: Vec<String> = std::fs::read_dir(&images)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "left over: {left:?}");
+    assert!(berth_e2e::mounts_under(w.dir.path()).is_empty());
+}
