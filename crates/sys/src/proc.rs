@@ -44,7 +44,9 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 pub fn is_cgroup_root(dir: &std::path::Path) -> bool {
     const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let kind = |p: &std::path::Path| rustix::fs::statfs(p).map(|s| i64::from(s.f_type)).ok();
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = |p: &std::path::Path| rustix::fs::statfs(p).map(|s| s.f_type as i64).ok();
     let own = kind(dir);
     let parent = dir.parent().and_then(kind);
     matches!(own, Some(CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)) && parent != own
