@@ -267,9 +267,6 @@ pub fn resume(args: &[std::ffi::OsString]) -> u8 {
         console,
         console_slave,
     };
-    // Start-up is over: the program text it touched need not stay mapped (see
-    // `drop_text_pages`); the loop faults back in the little it uses.
-    berth_sys::proc::drop_text_pages();
     event_loop(&store, name, &running, listener);
     finish(&store, name, running, pid_start);
     0
@@ -322,6 +319,7 @@ fn event_loop(store: &Store, name: &str, running: &Running, listener: Option<Own
     let log_path = store.container_dir(name).join("console.log");
     let mut log = ConsoleLog::open(&log_path);
     let mut clients: Vec<OwnedFd> = Vec::new();
+    let mut text_dropped = false;
     // One page: every page the supervisor touches counts against an idle container.
     let mut buf = vec![0u8; 4096];
     loop {
@@ -336,7 +334,20 @@ fn event_loop(store: &Store, name: &str, running: &Running, listener: Option<Own
         for c in &clients {
             fds.push(PollFd::new(c, PollFlags::IN));
         }
-        match poll(&mut fds, None) {
+        // Once the container has been quiet for a second, the program text that start-up
+        // and the first console output touched is unmapped (see `drop_text_pages`): an idle
+        // supervisor then maps only the little its loop runs.
+        let timeout = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, (!text_dropped).then_some(&timeout)) {
+            Ok(0) if !text_dropped => {
+                drop(fds);
+                berth_sys::proc::drop_text_pages();
+                text_dropped = true;
+                continue;
+            }
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => break,
         }
