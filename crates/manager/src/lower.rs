@@ -31,13 +31,19 @@ pub fn container_layers(store: &Store, name: &str, config: &Config) -> Result<La
             Err(missing(&own))
         };
     }
-    let image = image_of(store, config)?;
+    // By its id, straight to its directory (start's hot path: no image metadata parsed).
+    let lower = match config.rootfs.image_id.as_deref() {
+        Some(id) if store.images_dir().join(id).join("rootfs").is_dir() => {
+            store.images_dir().join(id).join("rootfs")
+        }
+        _ => image_of(store, config)?.rootfs,
+    };
     let layer = dir.join("layer");
     if !layer.join("upper").is_dir() {
         return Err(missing(&layer));
     }
     Ok(Layers {
-        lower: image.rootfs,
+        lower,
         upper: Some(layer.join("upper")),
     })
 }
