@@ -60,6 +60,117 @@ pub fn import(images: &Images, file: &Path, alias: Option<&str>) -> Result<crate
     Ok(image)
 }
 
+/// Imports an LXC/Incus image in its split form: a metadata tarball (metadata.yaml,
+/// templates/) and the root filesystem as a squashfs. The squashfs is turned into a tar
+/// stream by `sqfs2tar` (squashfs-tools-ng), run as nobody on a copy only nobody can read
+/// (the parser of a hostile filesystem image gets no privilege and writes nothing), and the
+/// stream is unpacked like any tarball.
+pub fn import_split(
+    images: &Images,
+    metadata_file: &Path,
+    squashfs: &Path,
+    alias: Option<&str>,
+) -> Result<crate::Image, Error> {
+    let label = squashfs.display().to_string();
+    let lxc = read_metadata(metadata_file)?;
+    // A copy that only nobody (and root) can read, in a directory of a random name that
+    // others cannot list: what sqfs2tar, running as nobody, opens.
+    let sandbox = tempfile::Builder::new()
+        .prefix("berth-sqfs-")
+        .tempdir()
+        .map_err(Error::io(
+            "create a temporary directory in",
+            &std::env::temp_dir(),
+        ))?;
+    let copy = sandbox.path().join("rootfs.squashfs");
+    std::fs::copy(squashfs, &copy).map_err(Error::io("copy", squashfs))?;
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).map_err(Error::io("chown", &copy))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o400))
+        .map_err(Error::io("chmod", &copy))?;
+    std::fs::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o711))
+        .map_err(Error::io("chmod", sandbox.path()))?;
+    let mut meta = Metadata::new(
+        "import",
+        &format!("{} + {}", metadata_file.display(), label),
+    );
+    meta.os = lxc.os;
+    meta.release = lxc.release;
+    if let Some(d) = lxc.description {
+        meta.description = d;
+    }
+    images.build(alias, meta, |rootfs| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--no-new-privs",
+            "--",
+        ])
+        .args(["sqfs2tar", "--root-becomes", "."])
+        .arg(&copy)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        berth_sys::proc::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Bad(
+                label.clone(),
+                format!("cannot run sqfs2tar ({e}): apt-get install squashfs-tools-ng"),
+            )
+        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Bad(label.clone(), "no output from sqfs2tar".into()))?;
+        let mut unpacker = Unpacker::new(rootfs)?;
+        let unpacked = unpacker.run(Box::new(BufReader::with_capacity(1 << 20, stdout)));
+        let status = child
+            .wait()
+            .map_err(Error::io("wait for", Path::new("sqfs2tar")))?;
+        let mut errors = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = (&mut e).take(4096).read_to_string(&mut errors);
+        }
+        match unpacked {
+            Err(Error::Bad(_, why)) => return Err(Error::Bad(label.clone(), why)),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        if !status.success() {
+            return Err(Error::Bad(
+                label.clone(),
+                format!(
+                    "not a squashfs berth can read: {}",
+                    errors.trim().replace(&copy.display().to_string(), &label)
+                ),
+            ));
+        }
+        Ok(Some(unpacker.written()))
+    })
+}
+
+/// metadata.yaml from an LXC/Incus metadata tarball (any compression).
+fn read_metadata(file: &Path) -> Result<LxcMetadata, Error> {
+    let mut archive = tar::Archive::new(open_decompressed(file)?);
+    let bad = |why: String| Error::Bad(file.display().to_string(), why);
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(format!("not a tarball, or a damaged one ({e})")))?;
+        if clean_path(&entry.path_bytes()).as_deref() == Some(&[b"metadata.yaml".to_vec()][..]) {
+            let mut text = String::new();
+            (&mut entry)
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(LxcMetadata::parse(&text));
+        }
+    }
+    Err(bad(
+        "no metadata.yaml in it: is it an LXC/Incus metadata tarball?".into(),
+    ))
+}
+
 /// The few properties an LXC/Incus image's metadata.yaml carries that berth shows.
 #[derive(Debug, Default)]
 struct LxcMetadata {

@@ -696,3 +696,68 @@ fn oci_whiteouts_cannot_climb_or_eat_their_own_layer() {
     );
     assert_store_clean(&w);
 }
+
+/// An LXC/Incus image in two files: a metadata tarball and a squashfs root filesystem
+/// (read by sqfs2tar as nobody, then unpacked like a tarball).
+#[test]
+fn a_split_lxc_image_is_imported() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    ok(&w, &["image", "build", "busybox"]);
+    let id = images_of(&w)[0]["id"].as_str().expect("id").to_string();
+    let sqfs = w.dir.path().join("rootfs.squashfs");
+    let made = std::process::Command::new("gensquashfs")
+        .arg("--pack-dir")
+        .arg(w.state.join("images").join(&id).join("rootfs"))
+        .arg(&sqfs)
+        .output()
+        .expect("gensquashfs (apt-get install squashfs-tools-ng)");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let mut t = Tarball::new(w.dir.path().join("meta.tar"));
+    t.file(
+        "metadata.yaml",
+        b"architecture: x86_64\nproperties:\n  description: Split image\n  os: splitos\n  release: \"2\"\n",
+    )
+    .dir("templates");
+    let meta = t.finish();
+    ok(
+        &w,
+        &[
+            "image",
+            "import",
+            meta.to_str().expect("utf-8"),
+            sqfs.to_str().expect("utf-8"),
+            "--alias",
+            "split/two",
+        ],
+    );
+    let img = images_of(&w)
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|i| i["aliases"][0] == "split/two")
+        .cloned()
+        .expect("split/two");
+    assert_eq!(img["os"], "splitos");
+    assert_eq!(img["description"], "Split image");
+    assert_eq!(
+        ok(&w, &["run", "split/two", "--", "sh", "-c", "echo split ok"]),
+        "split ok\n"
+    );
+    // Not a squashfs: refused, nothing left.
+    let out = w.run(&[
+        "image",
+        "import",
+        meta.to_str().expect("utf-8"),
+        meta.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("squashfs"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_store_clean(&w);
+}

@@ -45,6 +45,9 @@ enum ImageOp {
     /// image (a tarball of metadata.yaml and rootfs/) as an image.
     Import {
         file: std::path::PathBuf,
+        /// For an LXC/Incus image in two files: FILE is its metadata tarball and this its
+        /// root filesystem (squashfs; needs squashfs-tools-ng).
+        rootfs: Option<std::path::PathBuf>,
         /// The name to give it.
         #[arg(long)]
         alias: Option<String>,
@@ -119,14 +122,20 @@ pub fn main(root: &Path, a: ImageArgs) -> Result<u8, Failure> {
         }
         ImageOp::Import {
             file,
+            rootfs,
             alias,
             replace,
         } => {
             if let Some(a) = &alias {
                 images.check_alias(a, replace).map_err(fail)?;
             }
-            let image =
-                berth_image::tarball::import(&images, &file, alias.as_deref()).map_err(fail)?;
+            let image = match &rootfs {
+                Some(squashfs) => {
+                    berth_image::tarball::import_split(&images, &file, squashfs, alias.as_deref())
+                }
+                None => berth_image::tarball::import(&images, &file, alias.as_deref()),
+            }
+            .map_err(fail)?;
             println!("{} {}", image.id, image.aliases.join(","));
             Ok(0)
         }
