@@ -698,12 +698,19 @@ fn xattrs_of(entry: &mut tar::Entry<'_, Box<dyn Read>>) -> Vec<(Vec<u8>, Vec<u8>
     exts.flatten()
         .filter_map(|e| {
             let name = e.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
-            // Not overlayfs's own (user.overlay.*): it would read them in a layer.
-            let kept = (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
-                || name == b"security.capability";
+            let kept = kept_xattr(name);
             kept.then(|| (name.to_vec(), e.value_bytes().to_vec()))
         })
         .collect()
+}
+
+/// The xattrs an image keeps: `user.*` (not overlayfs's own `user.overlay.*`, which it
+/// would read in a layer), file capabilities and POSIX ACLs.
+fn kept_xattr(name: &[u8]) -> bool {
+    (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+        || name == b"security.capability"
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
 }
 
 fn set_xattrs(fd: BorrowedFd<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) {
@@ -841,7 +848,7 @@ fn append_xattrs(path: &Path, builder: &mut tar::Builder<Box<dyn Write>>) -> std
     };
     let mut records = Vec::new();
     for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let kept = name.starts_with(b"user.") || name == b"security.capability";
+        let kept = kept_xattr(name);
         if !kept {
             continue;
         }

@@ -382,6 +382,12 @@ fn owners_modes_xattrs_and_lxc_metadata_are_kept_and_devices_left_out() {
         .status()
         .expect("setfattr (apt-get install attr)");
     assert!(set.success());
+    let acl = std::process::Command::new("setfacl")
+        .args(["-m", "u:4321:r"])
+        .arg(&f)
+        .status()
+        .expect("setfacl (apt-get install acl)");
+    assert!(acl.success());
     {
         let out = w.dir.path().join("x.tar");
         ok(
@@ -407,10 +413,20 @@ fn owners_modes_xattrs_and_lxc_metadata_are_kept_and_devices_left_out() {
             .expect("test/two");
         let got = std::process::Command::new("getfattr")
             .args(["-n", "user.berth", "--only-values"])
-            .arg(w.state.join("images").join(two).join("rootfs/bin/suid"))
+            .arg(w.state.join("images").join(&two).join("rootfs/bin/suid"))
             .output()
             .expect("getfattr");
         assert_eq!(text(&got.stdout), "kept");
+        let acl = std::process::Command::new("getfacl")
+            .args(["-cn"])
+            .arg(w.state.join("images").join(&two).join("rootfs/bin/suid"))
+            .output()
+            .expect("getfacl");
+        assert!(
+            text(&acl.stdout).contains("user:4321:r--"),
+            "{}",
+            text(&acl.stdout)
+        );
     }
 }
 
