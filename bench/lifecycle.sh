@@ -99,6 +99,11 @@ cleanup() {
     set +e
     trap - EXIT INT TERM HUP
 
+    # A systemd-nspawn of section 6 still running (the run was cut short): it goes first.
+    if [[ -n ${NSPAWN_PID:-} ]]; then
+        kill -KILL "$NSPAWN_PID" 2>/dev/null
+        wait "$NSPAWN_PID" 2>/dev/null
+    fi
     # Every berth container of our own --root, then every LXC container of our own lxcpath.
     if ((BERTH_OK)) && [[ -n $STATE && -d $STATE/containers ]]; then
         while IFS= read -r n; do

@@ -104,47 +104,25 @@ impl Images {
 
     /// The store-wide lock for names (waits for another holder).
     pub fn lock(&self) -> Result<ImagesLock, Error> {
-        self.lock_named(".images.lock")
+        self.lock_named(".images.lock", true)
     }
 
     /// Taken shared by whatever makes a container of an image (from finding the image to
     /// the container's config naming it) and exclusive by whatever removes images after
     /// working out which are used: an image is never removed from under a new container.
     pub fn users_lock(&self, exclusive: bool) -> Result<ImagesLock, Error> {
-        atomic::create_dir_all_mode(&self.locks, 0o700)?;
-        let path = self.locks.join(".images-users.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open lock", &path))?;
-        if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        }
-        .map_err(Error::io("lock", &path))?;
-        Ok(ImagesLock { _file: file })
+        self.lock_named(".images-users.lock", exclusive)
     }
 
     /// A lock for building the image called `alias` on first use, so that two first uses
     /// build it once (the second waits, then finds it).
     pub fn build_lock(&self, alias: &str) -> Result<ImagesLock, Error> {
         validate::image_name(alias)?;
-        self.lock_named(&format!(".build-{}.lock", alias.replace('/', "_")))
+        self.lock_named(&format!(".build-{}.lock", alias.replace('/', "_")), true)
     }
 
-    fn lock_named(&self, file: &str) -> Result<ImagesLock, Error> {
-        atomic::create_dir_all_mode(&self.locks, 0o700)?;
-        let path = self.locks.join(file);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open lock", &path))?;
-        file.lock().map_err(Error::io("lock", &path))?;
+    fn lock_named(&self, file: &str, exclusive: bool) -> Result<ImagesLock, Error> {
+        let file = atomic::lock_file(&self.locks.join(file), exclusive)?;
         Ok(ImagesLock { _file: file })
     }
 
@@ -244,8 +222,7 @@ impl Images {
         let id = new_id()?;
         let tmp = self.dir.join(format!(".tmp-{id}"));
         let lock_path = self.dir.join(format!(".tmp-{id}.lock"));
-        let guard = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
-        guard.lock().map_err(Error::io("lock", &lock_path))?;
+        let guard = atomic::lock_file(&lock_path, true)?;
         let cleanup = |e: Error| {
             let _ = std::fs::remove_dir_all(&tmp);
             let _ = std::fs::remove_file(&lock_path);

@@ -507,14 +507,7 @@ impl Unpacker {
                     .unwrap_or_default();
                 replace(dir, name).map_err(io)?;
                 rustix::fs::symlinkat(target.as_slice(), dir, name).map_err(io)?;
-                rustix::fs::chownat(
-                    dir,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(io)?;
+                chown_at(dir, name, uid, gid).map_err(io)?;
             }
             T::Link => {
                 let target = entry
@@ -549,14 +542,7 @@ impl Unpacker {
                     0,
                 )
                 .map_err(io)?;
-                rustix::fs::chownat(
-                    dir,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(io)?;
+                chown_at(dir, name, uid, gid).map_err(io)?;
                 rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
                     .map_err(io)?;
             }
@@ -678,6 +664,17 @@ fn clear_dir(
         }
     }
     Ok(())
+}
+
+/// The owner of `name` in `dir`, never through a symlink.
+fn chown_at(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> Result<(), Errno> {
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
 }
 
 /// Owner, then mode (chown clears setuid bits, so the mode comes after).

@@ -372,7 +372,6 @@ fn file_name(p: &Path) -> String {
 fn merged_copy(upper: &Path, lower: &Path, dst: &Path) -> Result<(), Error> {
     let stage = dst.with_file_name("merged");
     std::fs::create_dir(&stage).map_err(io("create", &stage))?;
-    std::fs::create_dir(dst).map_err(io("create", dst))?;
     let result = match berth_sys::clone::fork_checked().map_err(|errno| Error::Sys {
         what: "fork",
         errno,
@@ -448,11 +447,6 @@ fn merged_copy_child(upper: &Path, lower: &Path, stage: &Path, dst: &Path) -> bo
     {
         return false;
     }
-    let mut cp = std::process::Command::new("cp");
-    cp.args(["-a", "--reflink=auto", "--"])
-        .arg(stage.join("."))
-        .arg(dst)
-        .stdin(std::process::Stdio::null());
-    berth_sys::proc::die_with_parent(&mut cp);
-    cp.status().is_ok_and(|s| s.success())
+    // The merged root becomes `dst`, its own owner and mode included.
+    copy_all(stage, dst).is_ok()
 }

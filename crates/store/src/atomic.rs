@@ -14,6 +14,32 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> Result<(), StoreError> {
         .map_err(StoreError::io("create directory", dir))
 }
 
+/// Opens (creating it) the lock file `path`, in a directory made 0700 if missing.
+pub fn open_lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    if let Some(dir) = path.parent() {
+        create_dir_all_mode(dir, 0o700)?;
+    }
+    std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io("open lock", path))
+}
+
+/// [`open_lock_file`], then locked, shared or exclusive, waiting for other holders: berth's
+/// one way to take a lock file.
+pub fn lock_file(path: &Path, exclusive: bool) -> Result<std::fs::File, StoreError> {
+    let file = open_lock_file(path)?;
+    if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    }
+    .map_err(StoreError::io("lock", path))?;
+    Ok(file)
+}
+
 /// Replaces `path` with `bytes` atomically, keeping `mode`; the data is synced before the
 /// rename so that a crash cannot leave an empty file under the final name.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {

@@ -173,33 +173,22 @@ impl Store {
 
     /// Like [`Store::lock`], but `None` at once when another holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
-        let file = self.lock_file(name)?;
+        let path = self.lock_path(name);
+        let file = atomic::open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(StoreError::io("lock", &self.run_dir().join("locks"))(e))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io("lock", &path)(e)),
         }
     }
 
-    fn lock_file(&self, name: &str) -> Result<File, StoreError> {
-        let dir = self.run_dir().join("locks");
-        atomic::create_dir_all_mode(&dir, 0o700)?;
-        let path = dir.join(format!("{name}.lock"));
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(StoreError::io("open lock", &path))
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.run_dir().join("locks").join(format!("{name}.lock"))
     }
 
     /// Takes the lock of container `name`, waiting for another command that holds it.
     pub fn lock(&self, name: &str) -> Result<Lock, StoreError> {
-        let file = self.lock_file(name)?;
-        file.lock()
-            .map_err(StoreError::io("lock", &self.run_dir().join("locks")))?;
+        let file = atomic::lock_file(&self.lock_path(name), true)?;
         Ok(Lock { _file: file })
     }
 }

@@ -130,6 +130,23 @@ impl Default for World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // Whatever a test made and did not delete (it failed half-way, say) goes: containers,
+        // their processes, their cgroups.
+        let containers = self.state.join("containers");
+        for entry in std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                let _ = self
+                    .berth()
+                    .args(["delete", "--force", &name])
+                    .stdin(std::process::Stdio::null())
+                    .output();
+            }
+        }
         // Nothing of a container may stay mounted on the host.
         let leaked = mounts_under(self.dir.path());
         if !leaked.is_empty() && !std::thread::panicking() {

@@ -38,11 +38,21 @@ fn debian_bookworm_builds_once_and_boots() {
     std::fs::create_dir_all(&root).expect("mkdir");
     std::fs::set_permissions(DEBIAN_CACHE, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let name = unique("deb");
+    let second = unique("deb");
+    // Deleted whatever happens: the store outlives the test.
+    struct Delete<'a>(&'a PathBuf, [String; 2]);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            for n in &self.1 {
+                let _ = berth(self.0, &["delete", "--force", n]);
+            }
+        }
+    }
+    let _cleanup = Delete(&root, [name.clone(), second.clone()]);
     ok(&root, &["create", "debian/bookworm", &name]);
     let images = ok(&root, &["image", "list", "--format", "json"]);
     let id_before: serde_json::Value = serde_json::from_str(&images).expect("JSON");
     // A second container: no second build.
-    let second = unique("deb");
     ok(&root, &["create", "debian/bookworm", &second]);
     let id_after: serde_json::Value =
         serde_json::from_str(&ok(&root, &["image", "list", "--format", "json"])).expect("JSON");
