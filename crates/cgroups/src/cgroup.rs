@@ -8,8 +8,8 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::fsio::{self, write_file};
-use crate::limits::{LIMIT_CONTROLLERS, Limits, settings};
+use crate::fsio::{self, read_file, write_file};
+use crate::limits::{LIMIT_CONTROLLERS, Limits, validate, writes};
 use crate::{Error, Layout, V1Hierarchy, Version, kill, v1, v2};
 
 /// How long [`Cgroup::remove`] keeps retrying `rmdir`: killed tasks keep a cgroup busy
@@ -127,15 +127,17 @@ impl Cgroup {
             adopted: true,
         };
         for p in paths.iter().filter(|p| p.is_dir()) {
-            let tree = if p.join("cgroup.controllers").exists() {
-                Tree::V2
-            } else {
-                Tree::V1
+            let (tree, controllers) = match read_file(&p.join("cgroup.controllers")) {
+                Ok(list) => (
+                    Tree::V2,
+                    list.split_ascii_whitespace().map(str::to_owned).collect(),
+                ),
+                Err(_) => (Tree::V1, v1::controllers_of(p)),
             };
             cgroup.paths.push(p.clone());
             cgroup.dirs.push(Dir {
                 tree,
-                controllers: Vec::new(),
+                controllers,
                 proc_name: String::new(),
             });
         }
@@ -183,6 +185,11 @@ impl Cgroup {
                     std::fs::read_to_string(p.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
                 }
             })
+    }
+
+    /// What the container uses, and its limits as the kernel holds them.
+    pub fn usage(&self) -> crate::Usage {
+        crate::usage::read_usage(&self.paths)
     }
 
     /// Memory in use, in bytes (v1 memory.usage_in_bytes, v2 memory.current).
@@ -268,32 +275,76 @@ impl Cgroup {
         self.dirs.clear();
     }
 
-    /// Writes `limits` into the directory of each controller that enforces one: v1
-    /// `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_period_us` + `cpu.cfs_quota_us`; v2
-    /// `memory.max`, `pids.max`, `cpu.max`. Nothing is written when a limit is invalid or
-    /// its controller is missing ([`Error::MissingController`]): a container must not start
-    /// with half of its limits.
+    /// Writes `limits` into a new cgroup: see [`Cgroup::update`].
     pub fn apply(&self, limits: &Limits) -> Result<(), Error> {
-        let _span = tracing::debug_span!("cgroup_apply", ?limits).entered();
-        limits.validate()?;
-        let settings = settings(limits);
-        let mut targets = Vec::with_capacity(settings.len());
-        for setting in &settings {
-            let controller = setting.files.controller;
-            let before = targets.len();
-            for (path, dir) in self.paths.iter().zip(&self.dirs) {
-                if dir.controllers.iter().any(|c| c == controller) {
-                    targets.push((path, dir.tree, setting));
-                }
+        self.update(&Limits::default(), limits)
+    }
+
+    /// Puts `new` in place of `old` (what the cgroup holds now), writing only what changed
+    /// and giving keys no longer set the kernel's default back, in the order the kernel
+    /// needs (see [`crate::TABLE`]). Every file is found before the first is written: a
+    /// limit whose controller or file this host lacks fails with nothing changed
+    /// ([`Error::MissingController`], [`Error::Unsupported`]).
+    pub fn update(&self, old: &Limits, new: &Limits) -> Result<(), Error> {
+        let _span = tracing::debug_span!("cgroup_apply", ?new).entered();
+        validate(new)?;
+        let mut planned: Vec<(PathBuf, &'static str, String, bool)> = Vec::new();
+        for tree in [Tree::V1, Tree::V2] {
+            if !self.dirs.iter().any(|d| d.tree == tree) {
+                continue;
             }
-            if targets.len() == before {
-                return Err(Error::MissingController { controller });
+            for w in writes(old, new, tree == Tree::V2) {
+                let Some(path) = self
+                    .paths
+                    .iter()
+                    .zip(&self.dirs)
+                    .find(|(_, d)| {
+                        d.tree == tree && d.controllers.iter().any(|c| c == w.controller)
+                    })
+                    .map(|(p, _)| p)
+                else {
+                    continue;
+                };
+                let Some((file, value)) =
+                    w.choices.iter().find(|(file, _)| path.join(file).exists())
+                else {
+                    return Err(Error::Unsupported {
+                        key: w.key,
+                        files: w
+                            .choices
+                            .iter()
+                            .map(|(f, _)| *f)
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                        path: path.clone(),
+                    });
+                };
+                planned.push((path.join(file), w.key, value.clone(), w.from_parent));
             }
         }
-        for (path, tree, setting) in targets {
-            for (file, value) in setting.writes(tree == Tree::V2) {
-                write_file(&path.join(file), value)?;
+        // A key that changed must have found its controller in one of the trees.
+        let pure_v2 = self.dirs.iter().all(|d| d.tree == Tree::V2);
+        for w in writes(old, new, pure_v2) {
+            if !planned.iter().any(|(_, key, _, _)| *key == w.key) {
+                return Err(Error::MissingController {
+                    controller: w.controller,
+                });
             }
+        }
+        for (file, key, value, from_parent) in planned {
+            let value = match (from_parent, file.parent().and_then(Path::parent)) {
+                (true, Some(parent_dir)) => {
+                    let name = file.file_name().map(PathBuf::from).unwrap_or_default();
+                    read_file(&parent_dir.join(name))?.trim().to_string()
+                }
+                _ => value,
+            };
+            fsio::write(&file, &value).map_err(|source| Error::Limit {
+                key,
+                path: file.clone(),
+                value: value.clone(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -50,6 +50,23 @@ pub enum Error {
     )]
     MissingController { controller: &'static str },
 
+    #[error(
+        "limits.{key} cannot be set on this host: none of {files} exists in {path} (the kernel lacks that feature)"
+    )]
+    Unsupported {
+        key: &'static str,
+        files: String,
+        path: PathBuf,
+    },
+
+    #[error("limits.{key}: write {value:?} to {path}")]
+    Limit {
+        key: &'static str,
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
+
     #[error("move process {pid} into {path}")]
     Attach {
         path: PathBuf,

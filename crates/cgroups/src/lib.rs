@@ -10,15 +10,22 @@
 #![forbid(unsafe_code)]
 
 mod cgroup;
+mod devices;
 mod error;
 mod fsio;
 mod kill;
 mod layout;
 mod limits;
+mod usage;
 mod v1;
 mod v2;
 
 pub use cgroup::{Cgroup, V1Stay};
+pub use devices::resolve_devices;
 pub use error::Error;
 pub use layout::{Layout, V1Hierarchy, Version};
-pub use limits::{CPU_PERIOD_US, CpuQuota, LIMIT_CONTROLLERS, LimitError, Limits, cpu_quota};
+pub use limits::{
+    CPU_PERIOD_US, CpuQuota, LIMIT_CONTROLLERS, LimitError, Limits, Row, TABLE, cpu_quota,
+    validate, weight_to_bfq, weight_to_shares,
+};
+pub use usage::Usage;

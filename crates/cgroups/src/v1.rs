@@ -22,3 +22,24 @@ pub(crate) fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// A file that only a directory of the controller's hierarchy has, per controller.
+const MARKERS: [(&str, &str); 7] = [
+    ("memory", "memory.limit_in_bytes"),
+    ("cpu", "cpu.shares"),
+    ("cpuacct", "cpuacct.usage"),
+    ("cpuset", "cpuset.cpus"),
+    ("pids", "pids.max"),
+    ("blkio", "blkio.throttle.read_bps_device"),
+    ("freezer", "freezer.state"),
+];
+
+/// The controllers of the v1 hierarchy `dir` belongs to, from the files it has (an adopted
+/// cgroup's hierarchy is not looked up in the mount table again).
+pub(crate) fn controllers_of(dir: &Path) -> Vec<String> {
+    MARKERS
+        .iter()
+        .filter(|(_, file)| dir.join(file).exists())
+        .map(|(c, _)| (*c).to_string())
+        .collect()
+}

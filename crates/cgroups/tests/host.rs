@@ -137,6 +137,7 @@ fn limits_attach_and_remove() {
         memory: Some(64 * MIB),
         pids: Some(64),
         cpus: Some(1.5),
+        ..Limits::default()
     };
     cgroup.apply(&limits).expect("apply limits");
 
@@ -324,6 +325,7 @@ fn v2_parent_delegates_controllers() {
         memory: Some(64 * MIB),
         pids: Some(64),
         cpus: Some(0.5),
+        ..Limits::default()
     };
     let result = cgroup.apply(&limits);
     if has("memory") && has("pids") && has("cpu") {
@@ -501,4 +503,179 @@ fn v2_fd_places_a_clone3_child_in_the_cgroup() {
         .expect("child status");
     guard.raw_children.clear();
     assert_eq!(status.terminating_signal(), Some(libc::SIGKILL));
+}
+
+/// A whole block device of this machine, as (path, major, minor), for the throttle keys.
+fn some_disk() -> Option<(PathBuf, u32, u32)> {
+    for entry in std::fs::read_dir("/sys/block").ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("loop") || name.starts_with("ram") {
+            continue;
+        }
+        let dev = std::fs::read_to_string(entry.path().join("dev")).ok()?;
+        let (major, minor) = dev.trim().split_once(':')?;
+        let path = PathBuf::from(format!("/dev/{name}"));
+        if path.exists() {
+            return Some((path, major.parse().ok()?, minor.parse().ok()?));
+        }
+    }
+    None
+}
+
+/// Every cgroup key lands in its file with its conversion, a changed set replaces it, and
+/// unsetting gives the kernel's default back; on v1 here and on v2 in the VM.
+#[test]
+fn every_cgroup_limit_lands_changes_and_resets() {
+    if !privileged() {
+        return;
+    }
+    let layout = Layout::detect().expect("detect cgroup layout");
+    let cgroup = Cgroup::create(&layout, &unique("every")).expect("create cgroup");
+    let v2 = layout.version == Version::V2;
+    let disk = some_disk();
+    let mut limits = Limits {
+        memory: Some(256 * MIB),
+        memory_high: Some(200 * MIB),
+        cpus: Some(0.5),
+        cpu_weight: Some(200),
+        cpuset: Some("0".into()),
+        pids: Some(50),
+        ..Limits::default()
+    };
+    let mem_dir = dir_of(&layout, &cgroup, "memory");
+    let has_swap = mem_dir
+        .join(if v2 {
+            "memory.swap.max"
+        } else {
+            "memory.memsw.limit_in_bytes"
+        })
+        .exists();
+    if has_swap {
+        limits.swap = Some(64 * MIB);
+    }
+    if let Some((device, major, minor)) = &disk {
+        limits.io.push(berth_spec::IoLimit {
+            device: device.clone(),
+            dev: (*major, *minor),
+            read_bps: Some(MIB),
+            write_iops: Some(100),
+            ..Default::default()
+        });
+    }
+    cgroup.apply(&limits).expect("apply every limit");
+    let cpu = dir_of(&layout, &cgroup, "cpu");
+    let pids = dir_of(&layout, &cgroup, "pids");
+    let cpuset = dir_of(&layout, &cgroup, "cpuset");
+    assert_eq!(read(&pids.join("pids.max")), "50");
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), "0");
+    if v2 {
+        assert_eq!(read(&mem_dir.join("memory.max")), (256 * MIB).to_string());
+        assert_eq!(read(&mem_dir.join("memory.high")), (200 * MIB).to_string());
+        assert_eq!(read(&cpu.join("cpu.max")), "50000 100000");
+        assert_eq!(read(&cpu.join("cpu.weight")), "200");
+        if has_swap {
+            assert_eq!(
+                read(&mem_dir.join("memory.swap.max")),
+                (64 * MIB).to_string()
+            );
+        }
+    } else {
+        assert_eq!(
+            read(&mem_dir.join("memory.limit_in_bytes")),
+            (256 * MIB).to_string()
+        );
+        assert_eq!(
+            read(&mem_dir.join("memory.soft_limit_in_bytes")),
+            (200 * MIB).to_string()
+        );
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&cpu.join("cpu.shares")), "2048");
+        if has_swap {
+            assert_eq!(
+                read(&mem_dir.join("memory.memsw.limit_in_bytes")),
+                (320 * MIB).to_string()
+            );
+        }
+    }
+    if let Some((_, major, minor)) = &disk {
+        let io = dir_of(&layout, &cgroup, if v2 { "io" } else { "blkio" });
+        if v2 {
+            let max = read(&io.join("io.max"));
+            assert!(
+                max.contains(&format!(
+                    "{major}:{minor} rbps=1048576 wbps=max riops=max wiops=100"
+                )),
+                "io.max: {max}"
+            );
+        } else {
+            assert_eq!(
+                read(&io.join("blkio.throttle.read_bps_device")),
+                format!("{major}:{minor} 1048576")
+            );
+            assert_eq!(
+                read(&io.join("blkio.throttle.write_iops_device")),
+                format!("{major}:{minor} 100")
+            );
+        }
+    }
+
+    // Live change: more memory (past the old memsw on v1), fewer pids.
+    let mut changed = limits.clone();
+    changed.memory = Some(512 * MIB);
+    changed.pids = Some(20);
+    cgroup.update(&limits, &changed).expect("change limits");
+    assert_eq!(read(&pids.join("pids.max")), "20");
+    let mem_file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(read(&mem_dir.join(mem_file)), (512 * MIB).to_string());
+
+    // Unset everything: the kernel's defaults come back.
+    cgroup
+        .update(&changed, &Limits::default())
+        .expect("reset limits");
+    assert_eq!(read(&pids.join("pids.max")), "max");
+    let parent_cpus = read(&cpuset.parent().expect("parent").join("cpuset.cpus"));
+    if v2 {
+        assert_eq!(read(&mem_dir.join("memory.max")), "max");
+        assert_eq!(read(&cpu.join("cpu.max")), "max 100000");
+        assert_eq!(read(&cpu.join("cpu.weight")), "100");
+        assert_eq!(read(&cpuset.join("cpuset.cpus")), "");
+    } else {
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "-1");
+        assert_eq!(read(&cpu.join("cpu.shares")), "1024");
+        assert_eq!(read(&cpuset.join("cpuset.cpus")), parent_cpus);
+        assert!(
+            read(&mem_dir.join("memory.limit_in_bytes"))
+                .parse::<u64>()
+                .expect("number")
+                > 1 << 40
+        );
+    }
+    if let Some((_, major, minor)) = &disk {
+        let io = dir_of(&layout, &cgroup, if v2 { "io" } else { "blkio" });
+        let file = if v2 {
+            "io.max"
+        } else {
+            "blkio.throttle.read_bps_device"
+        };
+        let text = read(&io.join(file));
+        assert!(
+            !text.contains(&format!("{major}:{minor}")),
+            "{file}: {text}"
+        );
+    }
+    // An adopted cgroup (what `config set` on a running container gets) finds its files too.
+    let adopted = Cgroup::adopt(cgroup.paths());
+    let pids_only = Limits {
+        pids: Some(7),
+        ..Limits::default()
+    };
+    adopted
+        .apply(&pids_only)
+        .expect("apply through an adopted cgroup");
+    assert_eq!(read(&pids.join("pids.max")), "7");
+    cgroup.remove().expect("remove");
 }

@@ -6,6 +6,7 @@
 
 pub mod images;
 mod layers;
+mod live;
 pub mod lower;
 pub mod ops;
 pub mod snapshots;

@@ -105,6 +105,14 @@ pub fn host_name(store: &Store, name: &str) -> String {
     format!(".{hash:08x}-{name}")
 }
 
+/// The container's limits, checked, with their devices looked up on this host.
+pub fn limits(config: &Config) -> Result<Limits, Error> {
+    let mut limits = config.limits.resolve(crate::ops::host_cpus())?;
+    berth_cgroups::resolve_devices(&mut limits)
+        .map_err(|e| Error::Spec(berth_spec::SpecError::Config(e)))?;
+    Ok(limits)
+}
+
 /// The Plan that starts container `name`.
 pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
     let layers = container_layers(store, name, config)?;
@@ -114,16 +122,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         .as_ref()
         .and_then(|up| up.parent())
         .map(Path::to_path_buf);
-    let limits = Limits {
-        memory: config
-            .limits
-            .memory
-            .as_deref()
-            .map(berth_spec::parse_size)
-            .transpose()?,
-        pids: config.limits.pids,
-        cpus: config.limits.cpus,
-    };
+    let limits = limits(config)?;
     let id_map = if config.privileged {
         None
     } else {

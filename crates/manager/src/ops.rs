@@ -309,23 +309,32 @@ impl Manager {
     }
 
     /// `berth config set`: validates the new value and writes the config atomically.
-    pub fn config_set(&self, name: &str, key: &str, value: &str) -> Result<(), Error> {
+    pub fn config_set(&self, name: &str, key: &str, value: &str) -> Result<Vec<String>, Error> {
         let _lock = self.store.lock(name)?;
         let old = self.config(name)?;
         let config = old.with(key, value, host_cpus())?;
-        same_rootfs(&old, &config)?;
-        self.store.write_config(name, &config.to_toml()?)?;
-        Ok(())
+        self.replace_locked(name, &old, &config)
     }
 
-    /// `berth config edit` and `--config FILE`: replaces the whole config, if it validates.
-    pub fn config_replace(&self, name: &str, text: &str) -> Result<(), Error> {
+    /// `berth config set|edit`: replaces the whole config, if it validates. A running
+    /// container gets the changed limits at once (the config is written only once they are
+    /// in place); the notes returned name settings that take effect at the next start.
+    pub fn config_replace(&self, name: &str, text: &str) -> Result<Vec<String>, Error> {
         let _lock = self.store.lock(name)?;
         let old = self.config(name)?;
         let config = Config::parse(text, host_cpus())?;
-        same_rootfs(&old, &config)?;
-        self.store.write_config(name, &config.to_toml()?)?;
-        Ok(())
+        self.replace_locked(name, &old, &config)
+    }
+
+    fn replace_locked(&self, name: &str, old: &Config, new: &Config) -> Result<Vec<String>, Error> {
+        same_rootfs(old, new)?;
+        let new_limits = crate::lower::limits(new)?;
+        let notes = match self.running_state(name)? {
+            Some(state) => crate::live::apply(&state, old, &new_limits)?,
+            None => Vec::new(),
+        };
+        self.store.write_config(name, &new.to_toml()?)?;
+        Ok(notes)
     }
 
     /// `berth autostart`: starts every container whose config says `autostart.enabled`, by
@@ -474,6 +483,21 @@ impl Manager {
             terminal: opts.terminal,
             seccomp: Some(seccomp),
             confine: true,
+            rlimits: state
+                .rlimits
+                .iter()
+                .filter_map(|(name, soft, hard)| {
+                    let (n, resource, _) = berth_spec::limits::RLIMITS
+                        .iter()
+                        .find(|(n, _, _)| n == name)?;
+                    Some(berth_spec::Rlimit {
+                        name: n,
+                        resource: *resource,
+                        soft: *soft,
+                        hard: *hard,
+                    })
+                })
+                .collect(),
         };
         Ok(berth_runtime::attach::exec(&req)?)
     }

@@ -29,6 +29,10 @@ pub struct ContainerInfo {
     pub cgroup: Vec<String>,
     pub memory_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
+    /// The `[limits]` set in the config, as written there.
+    pub limits: std::collections::BTreeMap<String, String>,
+    /// What the running container uses, from its cgroup.
+    pub usage: Option<berth_cgroups::Usage>,
 }
 
 impl Manager {
@@ -36,7 +40,7 @@ impl Manager {
     pub fn info(&self, name: &str) -> Result<ContainerInfo, Error> {
         let config = self.config(name)?;
         let state = self.running_state(name)?;
-        let (run_state, memory, cpu) = match &state {
+        let (run_state, memory, cpu, usage) = match &state {
             Some(s) => {
                 let cg = Cgroup::adopt(&paths(s));
                 let st = if cg.is_frozen() {
@@ -44,12 +48,12 @@ impl Manager {
                 } else {
                     RunState::Running
                 };
-                let m = cg.memory_bytes();
-                let c = cg.cpu_nanos().map(|n| n as f64 / 1e9);
+                let u = cg.usage();
                 cg.release();
-                (st, m, c)
+                let c = u.cpu_nanos.map(|n| n as f64 / 1e9);
+                (st, u.memory_bytes, c, Some(u))
             }
-            None => (RunState::Stopped, None, None),
+            None => (RunState::Stopped, None, None, None),
         };
         Ok(ContainerInfo {
             name: name.to_string(),
@@ -70,6 +74,8 @@ impl Manager {
             cgroup: state.as_ref().map(|s| s.cgroup.clone()).unwrap_or_default(),
             memory_bytes: memory,
             cpu_seconds: cpu,
+            limits: limit_table(&config),
+            usage,
         })
     }
 
@@ -77,4 +83,20 @@ impl Manager {
     pub fn list(&self) -> Result<Vec<ContainerInfo>, Error> {
         self.store.list()?.iter().map(|n| self.info(n)).collect()
     }
+}
+
+/// The `[limits]` keys a config sets, each as its text.
+fn limit_table(config: &berth_spec::config::Config) -> std::collections::BTreeMap<String, String> {
+    let Ok(toml::Value::Table(t)) = toml::Value::try_from(&config.limits) else {
+        return Default::default();
+    };
+    t.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect()
 }

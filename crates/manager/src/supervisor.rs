@@ -112,6 +112,12 @@ fn supervise(
             .unwrap_or_default(),
         stop_signal,
         boot_id: berth_store::state::boot_id(),
+        rlimits: plan
+            .limits
+            .rlimits
+            .iter()
+            .map(|r| (r.name.to_string(), r.soft, r.hard))
+            .collect(),
     };
     if let Err(e) = store.write_state(name, &state) {
         let _ = report.write_all(format!("err record the state: {e}").as_bytes());

@@ -33,6 +33,8 @@ pub struct ExecRequest {
     /// The compiled seccomp profile, when the container is confined.
     pub seccomp: Option<Vec<u8>>,
     pub confine: bool,
+    /// The container's process limits, as its init got them.
+    pub rlimits: Vec<berth_spec::Rlimit>,
 }
 
 fn berth(message: impl Into<String>) -> LaunchError {
@@ -154,6 +156,9 @@ fn helper_main(
         sync::send_failed(sock, code, errno.raw_os_error(), &message);
         berth_sys::clone::exit_now(i32::from(code))
     };
+    if let Err((e, m)) = crate::rlimits::apply(&req.rlimits) {
+        fail(125, e, m);
+    }
     if let Err(e) = berth_sys::ns::setns_pidfd(init, ns) {
         fail(125, e, format!("join the container's namespaces: {e}"));
     }

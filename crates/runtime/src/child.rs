@@ -145,6 +145,13 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     }
     // Nothing of the container's runs before its cgroup limits bind.
     sync::recv(ctx.sock, sync::ToChild::Ready).map_err(step("wait for the launcher"))?;
+    // Before privileges drop: lowering is always allowed, and a hard limit above the host's
+    // was refused by the launcher's check.
+    crate::rlimits::apply(&plan.limits.rlimits).map_err(|(errno, message)| Failure {
+        code: 125,
+        errno,
+        message,
+    })?;
     if plan.close_fds {
         // No descriptor of the host may reach the command: mark everything above stderr
         // close-on-exec (our own socket included, which is how the parent sees exec succeed).
@@ -230,8 +237,10 @@ fn build_root(ctx: &ChildCtx<'_>, rootfs_dir: BorrowedFd<'_>) -> Result<OwnedFd,
         let rw = match ctx.overlay_rw {
             Some(fd) => fd,
             None => {
-                fresh =
-                    new_tmpfs("755", None).map_err(step("create the overlay's writable layer"))?;
+                let size = plan.limits.disk.map(|d| d.to_string());
+                let inodes = plan.limits.disk_inodes.map(|n| n.to_string());
+                fresh = new_sized_tmpfs("755", size.as_deref(), inodes.as_deref())
+                    .map_err(step("create the overlay's writable layer"))?;
                 fresh.as_fd()
             }
         };
@@ -307,11 +316,19 @@ fn attach_binds(root: BorrowedFd<'_>, ctx: &ChildCtx<'_>) -> Result<(), Failure>
 /// A detached tmpfs mount (nosuid, nodev), made with the new mount API so that no path is
 /// walked to make it.
 fn new_tmpfs(mode: &str, size: Option<&str>) -> Result<OwnedFd, Errno> {
+    new_sized_tmpfs(mode, size, None)
+}
+
+/// A tmpfs, with a size and an inode count when given (`run --ephemeral --disk`).
+fn new_sized_tmpfs(mode: &str, size: Option<&str>, inodes: Option<&str>) -> Result<OwnedFd, Errno> {
     use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
     let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
     rustix::mount::fsconfig_set_string(&fs, "mode", mode)?;
     if let Some(size) = size {
         rustix::mount::fsconfig_set_string(&fs, "size", size)?;
+    }
+    if let Some(inodes) = inodes {
+        rustix::mount::fsconfig_set_string(&fs, "nr_inodes", inodes)?;
     }
     rustix::mount::fsconfig_create(&fs)?;
     rustix::mount::fsmount(

@@ -103,6 +103,7 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     // Every launch, run and system container alike: bad input costs nothing, and an
     // unprivileged rootfs must be out of other users' reach.
     crate::preflight::check(plan)?;
+    crate::rlimits::check(&plan.limits.rlimits).map_err(LaunchError::berth)?;
     let layout = match (&host.cgroups, plan.cgroup || plan.cgroupns) {
         (Some(l), _) => Some(l),
         (None, false) => None,
@@ -222,11 +223,7 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         .and(left)
         .and_then(|()| match &cgroup {
             Some(cg) => cg
-                .apply(&berth_cgroups::Limits {
-                    memory: plan.limits.memory,
-                    pids: plan.limits.pids,
-                    cpus: plan.limits.cpus,
-                })
+                .apply(&plan.limits)
                 .map_err(|e| LaunchError::berth(format!("apply limits: {e:#}"))),
             None => Ok(()),
         })

@@ -16,6 +16,7 @@ mod privileges;
 pub mod pty;
 pub mod relay;
 pub mod resolve;
+pub mod rlimits;
 pub mod seccomp;
 pub mod sync;
 

@@ -2,7 +2,8 @@
 //! it. Unknown keys are refused (a typo must not be silently ignored), every value is
 //! checked by [`Config::validate`], and `berth config get/set` address keys by dotted path.
 
-use crate::{SpecError, units, validate};
+pub use crate::limits::LimitsConfig;
+use crate::{SpecError, validate};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -79,18 +80,6 @@ impl Rootfs {
     }
 }
 
-/// `[limits]`, as users write them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<u64>,
-}
-
 /// One `[[net]]` entry. This version knows `none` (loopback only) and `host`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,8 +117,52 @@ pub const KEYS: &[(&str, &str)] = &[
     ("rootfs.mode", "overlay or copy"),
     ("rootfs.path", "an absolute path"),
     ("limits.memory", "a size, e.g. 512MiB"),
+    (
+        "limits.memory_high",
+        "a size, e.g. 400MiB (reclaimed hard above it)",
+    ),
+    (
+        "limits.swap",
+        "a size of swap on top of limits.memory, e.g. 0 or 1GiB",
+    ),
     ("limits.cpus", "a number of cpus, e.g. 1.5"),
+    ("limits.cpu_weight", "a share from 1 to 10000 (default 100)"),
+    ("limits.cpuset", "a cpu list, e.g. 0-1,3"),
     ("limits.pids", "a whole number"),
+    ("limits.io_weight", "a share from 1 to 10000 (default 100)"),
+    (
+        "limits.io_read_bps",
+        "DEVICE:SIZE per second, e.g. /dev/sda:10MiB",
+    ),
+    (
+        "limits.io_write_bps",
+        "DEVICE:SIZE per second, e.g. /dev/sda:10MiB",
+    ),
+    (
+        "limits.io_read_iops",
+        "DEVICE:COUNT per second, e.g. /dev/sda:500",
+    ),
+    (
+        "limits.io_write_iops",
+        "DEVICE:COUNT per second, e.g. /dev/sda:500",
+    ),
+    ("limits.disk", "a size, e.g. 10GiB (the root disk)"),
+    ("limits.disk_inodes", "a whole number of inodes"),
+    ("limits.net_ingress", "a rate, e.g. 100mbit"),
+    ("limits.net_egress", "a rate, e.g. 20mbit"),
+    ("limits.nofile", "SOFT[:HARD] open files, e.g. 1024:4096"),
+    ("limits.nproc", "SOFT[:HARD] processes per user"),
+    (
+        "limits.core",
+        "SOFT[:HARD] core file size, e.g. 0 or unlimited",
+    ),
+    ("limits.memlock", "SOFT[:HARD] locked memory, e.g. 64MiB"),
+    ("limits.stack", "SOFT[:HARD] stack size, e.g. 8MiB"),
+    ("limits.fsize", "SOFT[:HARD] file size"),
+    ("limits.msgqueue", "SOFT[:HARD] POSIX message queue bytes"),
+    ("limits.sigpending", "SOFT[:HARD] queued signals"),
+    ("limits.nice", "SOFT[:HARD] nice ceiling (20 - nice)"),
+    ("limits.rtprio", "SOFT[:HARD] real-time priority"),
 ];
 
 impl Config {
@@ -217,15 +250,7 @@ impl Config {
                 ));
             }
         }
-        if let Some(m) = &self.limits.memory {
-            units::parse_size(m).map_err(key("limits.memory"))?;
-        }
-        if let Some(c) = self.limits.cpus {
-            units::parse_cpus(&c.to_string(), host_cpus).map_err(key("limits.cpus"))?;
-        }
-        if self.limits.pids == Some(0) {
-            return Err(SpecError::Key("limits.pids", "must be at least 1".into()));
-        }
+        self.limits.resolve(host_cpus)?;
         for n in &self.nets {
             if n.kind != "none" && n.kind != "host" {
                 return Err(SpecError::Key(

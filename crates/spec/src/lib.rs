@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod limits;
 pub mod passwd;
 pub mod plan;
 pub mod units;
 pub mod validate;
 
-pub use plan::{Bind, IdMap, Limits, NetMode, Plan, User};
+pub use limits::{IoLimit, Limits, LimitsConfig, Rlimit};
+pub use plan::{Bind, IdMap, NetMode, Plan, User};
 pub use units::{parse_cpus, parse_size};
 
 /// Every way a piece of user input can be wrong. Each variant names the input and says what

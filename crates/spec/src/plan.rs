@@ -2,6 +2,7 @@
 //! fields are not optional where a default exists, so code that makes syscalls never has to
 //! decide what an absent value means.
 
+pub use crate::limits::Limits;
 use std::path::PathBuf;
 
 /// A bind mount from the host into the container.
@@ -38,14 +39,6 @@ pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
-}
-
-/// Resource limits applied to the container's cgroup.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Limits {
-    pub memory: Option<u64>,
-    pub pids: Option<u64>,
-    pub cpus: Option<f64>,
 }
 
 /// A fully validated launch request.

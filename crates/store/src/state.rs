@@ -24,6 +24,10 @@ pub struct State {
     /// pid and start time can match an unrelated process.
     #[serde(default)]
     pub boot_id: String,
+    /// The process limits the init got (`limits.nofile`, ...), which `exec` gives its
+    /// commands too, without reading the config: (name, soft, hard), None = unlimited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<(String, Option<u64>, Option<u64>)>,
 }
 
 /// This boot's id.
@@ -142,6 +146,7 @@ mod tests {
         s.create_container("web", "").expect("create");
         assert_eq!(s.read_state("web").expect("read"), None);
         let st = State {
+            rlimits: vec![],
             pid: 1,
             pid_start: 2,
             supervisor_pid: 3,

@@ -1,5 +1,6 @@
 //! `berth run`: a command in a new, fully isolated container, without a supervisor.
 
+use super::limit_flags::LimitFlags;
 use crate::Failure;
 use anyhow::{Context, anyhow};
 use berth_spec::{Limits, NetMode, Plan, User, passwd, validate};
@@ -49,20 +50,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-terminal (automatic when stdin is a terminal).
     #[arg(long, short = 't')]
     tty: bool,
-    /// Memory limit, e.g. 512MiB.
-    #[arg(long)]
-    memory: Option<String>,
-    /// Maximum number of processes.
-    #[arg(long)]
-    pids: Option<String>,
-    /// CPU cap, in cpus (e.g. 1.5).
-    #[arg(long)]
-    cpus: Option<String>,
+    #[command(flatten)]
+    limits: LimitFlags,
 }
-
-/// The smallest memory limit accepted: below it even the container's first process cannot
-/// start.
-const MIN_MEMORY: u64 = 4 << 20;
 
 /// The cgroup controllers a `run` container joins: those its limits and accounting use. The
 /// other v1 hierarchies (devices, freezer, name=systemd, ...) serve system containers.
@@ -94,9 +84,7 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, RunArgs)>
         envs: Vec::new(),
         hostname: None,
         tty: false,
-        memory: None,
-        pids: None,
-        cpus: None,
+        limits: LimitFlags::default(),
     };
     let mut it = rest.iter();
     loop {
@@ -120,9 +108,9 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, RunArgs)>
             "--env" | "-e" => a.envs.push(value()?),
             "--hostname" => a.hostname = Some(value()?),
             "--tty" | "-t" if inline.is_none() => a.tty = true,
-            "--memory" => a.memory = Some(value()?),
-            "--pids" => a.pids = Some(value()?),
-            "--cpus" => a.cpus = Some(value()?),
+            "--memory" => a.limits.memory = Some(value()?),
+            "--pids" => a.limits.pids = Some(value()?),
+            "--cpus" => a.limits.cpus = Some(value()?),
             _ if arg.starts_with('-') => return None,
             _ => {
                 a.source = arg.clone();
@@ -148,25 +136,40 @@ pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
     Ok(u8::try_from(status).unwrap_or(255))
 }
 
+/// The limit flags, checked as `[limits]` is, the errors naming the flags.
+fn limits(a: &RunArgs) -> anyhow::Result<Limits> {
+    let flag_names = |msg: String| {
+        let mut msg = msg;
+        for (key, _) in berth_spec::config::KEYS {
+            if let Some(k) = key.strip_prefix("limits.") {
+                msg = msg.replace(key, &format!("--{}", k.replace('_', "-")));
+            }
+        }
+        anyhow!(msg)
+    };
+    let config = a.limits.to_config().map_err(flag_names)?;
+    let mut limits = config
+        .resolve(super::host::cpus())
+        .map_err(|e| flag_names(e.to_string()))?;
+    berth_cgroups::resolve_devices(&mut limits).map_err(flag_names)?;
+    if limits.disk.is_some() && !a.ephemeral {
+        return Err(anyhow!(
+            "--disk sizes the throwaway layer of --ephemeral; without it `run` writes into the \
+             root filesystem itself (give a system container a disk with `berth create --disk`)"
+        ));
+    }
+    if limits.net_ingress.is_some() || limits.net_egress.is_some() {
+        return Err(anyhow!(
+            "--net-ingress and --net-egress shape a container's own network interface; `run` has \
+             only --net none (nothing to shape) or --net host (the host's own interfaces)"
+        ));
+    }
+    Ok(limits)
+}
+
 /// Turns the arguments into a Plan, refusing bad input before anything is created.
 fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::Host)> {
-    let limits = Limits {
-        memory: a
-            .memory
-            .as_deref()
-            .map(berth_spec::parse_size)
-            .transpose()?,
-        pids: a
-            .pids
-            .as_deref()
-            .map(berth_spec::units::parse_pids)
-            .transpose()?,
-        cpus: a
-            .cpus
-            .as_deref()
-            .map(|c| berth_spec::parse_cpus(c, super::host::cpus()))
-            .transpose()?,
-    };
+    let limits = limits(&a)?;
     let binds = a
         .binds
         .iter()
@@ -193,11 +196,6 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
                 limit - 1
             ));
         }
-    }
-    if limits.memory.is_some_and(|m| m < MIN_MEMORY) {
-        return Err(anyhow!(
-            "--memory must be at least 4MiB: a container's processes need some memory to start"
-        ));
     }
     if limits.pids.is_some_and(|p| p < 2) {
         return Err(anyhow!(

@@ -34,6 +34,8 @@ pub struct CreateArgs {
     /// small; the default) or `copy` (a full copy of its own).
     #[arg(long, value_name = "overlay|copy")]
     storage: Option<String>,
+    #[command(flatten)]
+    limits: super::limit_flags::LimitFlags,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +175,7 @@ pub fn create(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
     if let Some(storage) = &a.storage {
         sets.push(("rootfs.mode".into(), storage.clone()));
     }
+    sets.extend(a.limits.settings().map_err(|e| fail(anyhow!(e)))?);
     m.create(source, &a.name, base.as_deref(), &sets)
         .map_err(fail)?;
     Ok(0)
@@ -286,15 +289,101 @@ pub fn info(root: &Path, a: InfoArgs) -> Result<u8, Failure> {
                 println!("started at:  {} (unix time)", c.started_at.unwrap_or(0));
                 println!("cgroup:      {}", c.cgroup.join(" "));
                 if let Some(m) = c.memory_bytes {
-                    println!("memory:      {:.1} MiB", m as f64 / (1 << 20) as f64);
+                    println!("memory:      {}", bytes(m));
                 }
                 if let Some(s) = c.cpu_seconds {
                     println!("cpu:         {s:.2} s");
                 }
             }
+            print_limits(&c);
         }
     }
     Ok(0)
+}
+
+/// A byte count for people: "1.5 MiB".
+pub(crate) fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// `berth info`'s limits table: each key set in the config, its value, and what the running
+/// container uses of it.
+fn print_limits(c: &ContainerInfo) {
+    if c.limits.is_empty() && c.usage.is_none() {
+        return;
+    }
+    let u = c.usage.clone().unwrap_or_default();
+    let show = |v: Option<u64>| v.map(bytes).unwrap_or_else(|| "-".into());
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let used = |key: &str| -> String {
+        match key {
+            "memory" => {
+                let mut s = format!(
+                    "{} (peak {})",
+                    show(u.memory_bytes),
+                    show(u.memory_peak_bytes)
+                );
+                if let Some(k) = u.oom_kills.filter(|k| *k > 0) {
+                    s.push_str(&format!(", OOM kills: {k}"));
+                }
+                s
+            }
+            "memory_high" => show(u.memory_bytes),
+            "swap" => show(u.swap_bytes),
+            "pids" => u.pids.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            "cpus" | "cpu_weight" | "cpuset" => {
+                let mut s = c
+                    .cpu_seconds
+                    .map(|t| format!("{t:.2} s"))
+                    .unwrap_or_else(|| "-".into());
+                if key == "cpus"
+                    && let Some(n) = u.cpu_throttled_periods
+                {
+                    s.push_str(&format!(", throttled {n} periods"));
+                }
+                s
+            }
+            k if k.starts_with("io_") => format!(
+                "read {}, written {}",
+                show(u.io_read_bytes),
+                show(u.io_write_bytes)
+            ),
+            _ => String::new(),
+        }
+    };
+    for (k, v) in &c.limits {
+        rows.push((k.clone(), v.clone(), used(k)));
+    }
+    if c.usage.is_some() {
+        for key in ["memory", "pids", "cpus"] {
+            if !c.limits.contains_key(key) {
+                rows.push((key.to_string(), "-".into(), used(key)));
+            }
+        }
+        if u.oom_kills.is_some_and(|k| k > 0) && !c.limits.contains_key("memory") {
+            rows.push((
+                "oom kills".into(),
+                "-".into(),
+                u.oom_kills.unwrap_or(0).to_string(),
+            ));
+        }
+    }
+    println!("limits:");
+    println!("  {:<14} {:<22} USE", "KEY", "LIMIT");
+    for (k, v, used) in rows {
+        println!("  {k:<14} {v:<22} {used}");
+    }
 }
 
 /// `berth [--root DIR] [--log-level L] exec NAME [OPTIONS] -- COMMAND...` parsed by hand,
@@ -476,8 +565,12 @@ pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
             for (k, v) in &kv {
                 c = c.with(k, v, cpus).map_err(fail)?;
             }
-            m.config_replace(&name, &c.to_toml().map_err(fail)?)
+            let notes = m
+                .config_replace(&name, &c.to_toml().map_err(fail)?)
                 .map_err(fail)?;
+            for n in notes {
+                eprintln!("note: {n}");
+            }
         }
         ConfigOp::Edit { name } => {
             let text = m.config(&name).map_err(fail)?.to_toml().map_err(fail)?;
@@ -509,7 +602,9 @@ pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
                 )));
             }
             let edited = std::fs::read_to_string(tmp.path()).map_err(fail)?;
-            m.config_replace(&name, &edited).map_err(fail)?;
+            for n in m.config_replace(&name, &edited).map_err(fail)? {
+                eprintln!("note: {n}");
+            }
         }
     }
     Ok(0)

@@ -1,0 +1,55 @@
+//! Limits changed on a running container (`berth config set NAME limits.KEY=VALUE`): what
+//! the kernel can change in place is changed at once; the rest is named, to take effect at
+//! the next start.
+
+use berth_cgroups::Cgroup;
+use berth_spec::Limits;
+use berth_spec::config::Config;
+use berth_store::state::State;
+
+use crate::Error;
+
+/// Puts `new`'s limits in place of `old`'s in the running container's cgroup. On a failure
+/// half-way, what was written is put back, so the container keeps the limits its config
+/// still says. Returns notes on changed settings that wait for the next start.
+pub(crate) fn apply(
+    state: &State,
+    old: &Config,
+    new_limits: &Limits,
+) -> Result<Vec<String>, Error> {
+    // The old limits as the cgroup holds them; a device of the old config that is gone now
+    // cannot be reset anyway, so its throttle is left out rather than failing the change.
+    let old_limits = crate::lower::limits(old).unwrap_or_else(|_| {
+        let mut l = old
+            .limits
+            .resolve(crate::ops::host_cpus())
+            .unwrap_or_default();
+        l.io.clear();
+        l
+    });
+    let cgroup = Cgroup::adopt(&crate::ops::paths(state));
+    let result = cgroup.update(&old_limits, new_limits);
+    if result.is_err() {
+        let _ = cgroup.update(new_limits, &old_limits);
+    }
+    cgroup.release();
+    result?;
+    Ok(deferred(&old_limits, new_limits))
+}
+
+/// The changed settings a running container does not take: rlimits are per process (a
+/// container's processes run under ids whose limits the host's root may not change without
+/// CAP_SYS_RESOURCE), and the disk and network limits are set up at start.
+fn deferred(old: &Limits, new: &Limits) -> Vec<String> {
+    let mut notes = Vec::new();
+    if old.rlimits != new.rlimits {
+        notes.push(
+            "process limits (nofile, nproc, ...) apply from the next start: running processes keep theirs"
+                .to_string(),
+        );
+    }
+    if old.disk_inodes != new.disk_inodes {
+        notes.push("limits.disk_inodes applies from the next start".to_string());
+    }
+    notes
+}
