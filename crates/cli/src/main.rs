@@ -75,6 +75,8 @@ enum Command {
     Logs(cmd::system::LogsArgs),
     /// Show or change a container's settings.
     Config(cmd::system::ConfigArgs),
+    /// Show every running container's CPU, memory, processes, disk I/O and network.
+    Top(cmd::top::TopArgs),
     /// Manage images: list, build, import, export, delete.
     Image(cmd::image::ImageArgs),
     /// Take a snapshot of a container's files (`snapshot NAME [SNAP]`), or `list` or
@@ -184,6 +186,7 @@ fn real_main() -> u8 {
         Command::Console(a) => sys::console(root, a),
         Command::Autostart(a) => sys::autostart(root, a),
         Command::Config(a) => sys::config(root, a),
+        Command::Top(a) => cmd::top::main(root, a),
         Command::Image(a) => cmd::image::main(root, a),
         Command::Snapshot(a) => cmd::snapshot::snapshot(root, a),
         Command::Restore(a) => cmd::snapshot::restore(root, a),

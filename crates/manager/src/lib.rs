@@ -12,6 +12,7 @@ pub mod ops;
 pub mod snapshots;
 pub mod status;
 pub mod supervisor;
+pub mod top;
 
 pub use supervisor::console_socket;
 

@@ -106,10 +106,38 @@ pub fn host_name(store: &Store, name: &str) -> String {
 }
 
 /// The container's limits, checked, with their devices looked up on this host.
+///
+/// Limits this version cannot enforce on a system container are refused rather than
+/// accepted and ignored: a quota that silently does nothing is worse than none.
 pub fn limits(config: &Config) -> Result<Limits, Error> {
     let mut limits = config.limits.resolve(crate::ops::host_cpus())?;
     berth_cgroups::resolve_devices(&mut limits)
         .map_err(|e| Error::Spec(berth_spec::SpecError::Config(e)))?;
+    let refuse = |key: &'static str, why: &str| {
+        Err(Error::Spec(berth_spec::SpecError::Key(
+            key,
+            why.to_string(),
+        )))
+    };
+    if limits.disk.is_some() || limits.disk_inodes.is_some() {
+        return refuse(
+            "limits.disk",
+            "a system container's own disk (a loop-mounted ext4 of that size) is not built yet; \
+             remove the key (`berth run --ephemeral --disk SIZE` sizes a throwaway layer)",
+        );
+    }
+    if limits.net_ingress.is_some() || limits.net_egress.is_some() {
+        let key = if limits.net_ingress.is_some() {
+            "limits.net_ingress"
+        } else {
+            "limits.net_egress"
+        };
+        return refuse(
+            key,
+            "shaping needs the container's own network interface (a bridged or routed veth), \
+             which this version does not make yet (networks: none, host); remove the key",
+        );
+    }
     Ok(limits)
 }
 

@@ -114,6 +114,8 @@ impl Manager {
             config = config.with(k, v, host_cpus())?;
         }
         config.validate(host_cpus())?;
+        // Devices named by I/O limits exist, and every limit is one this host can enforce.
+        lower::limits(&config)?;
         // Find (or build) the image now, so that a bad image name fails here, and record
         // which one it is: the container stays on it whatever the name points at later.
         // Until the container is in place, no image removal may run (see users_lock).

@@ -7,6 +7,7 @@ pub mod limit_flags;
 pub mod run;
 pub mod snapshot;
 pub mod system;
+pub mod top;
 
 use std::path::PathBuf;
 
