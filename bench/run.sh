@@ -311,6 +311,25 @@ BWRAP_SKIP=$(missing bwrap)
 add "chroot" argv "$(missing chroot)" chroot "$ROOTFS"
 add "berth chroot" argv "$BERTH_SKIP" "$BERTH" chroot "$ROOTFS"
 add "berth run" argv "$BERTH_SKIP" "$BERTH" --root "$STATE" run "$ROOTFS" --
+# Every cgroup limit and an rlimit (the issue's "applying all limits"); the I/O throttles on
+# the whole disk under the rootfs when one is found.
+root_disk() { # the /dev path of the whole disk holding $ROOTFS, or nothing
+    local devno sys
+    devno=$(stat -c '%d' "$ROOTFS" 2>/dev/null) || return 0
+    sys=/sys/dev/block/$((devno >> 8)):$((devno & 255))
+    [[ -e $sys ]] || return 0
+    [[ -e $sys/partition ]] && sys=$sys/..
+    local name
+    name=$(basename "$(readlink -f "$sys")")
+    [[ -b /dev/$name ]] && printf '/dev/%s\n' "$name"
+}
+LIMIT_FLAGS=(--memory 256MiB --memory-high 200MiB --swap 0 --cpus 1.5 --cpu-weight 200
+    --cpuset 0 --pids 200 --io-weight 200 --rlimit nofile=1024)
+DISK=$(root_disk)
+if [[ -n $DISK ]]; then
+    LIMIT_FLAGS+=(--io-read-bps "$DISK:100MiB" --io-write-bps "$DISK:100MiB" --io-read-iops "$DISK:10000")
+fi
+add "berth run + all limits" argv "$BERTH_SKIP" "$BERTH" --root "$STATE" run "${LIMIT_FLAGS[@]}" "$ROOTFS" --
 add "crun" bundle "$CRUN_SKIP" nsenter --mount="$NSFILE" crun --root "$CRUN_ROOT" run \
     --bundle "$TMP/crun-bundle" "$CRUN_ID"
 add "nsenter (crun wrapper)" argv "$CRUN_SKIP" nsenter --mount="$NSFILE"
@@ -414,7 +433,16 @@ def target(label, a, b, limit):
         verdict = "PASS" if ratio <= limit else "MISS"
     print(f"{label:<37} {ratio:>6.2f}x  {verdict}")
 
+def added(label, a, b, limit_ms):
+    if a not in rows or b not in rows:
+        print(f"{label:<37} {'':>7}  n/a")
+        return
+    extra = rows[a][0] - rows[b][0]
+    verdict = "PASS" if extra <= limit_ms else "MISS"
+    print(f"{label:<37} {extra:>+6.2f}ms {verdict}")
+
 target("target: berth run <= 0.5x crun", "berth run", "crun", 0.5)
+added("target: all limits add <= 1 ms to run", "berth run + all limits", "berth run", 1.0)
 target("target: berth run <= 1.2x bwrap", "berth run", "bwrap", 1.2)
 target("target: berth chroot <= 2.5x chroot", "berth chroot", "chroot", 2.5)
 EOF

@@ -332,6 +332,15 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         close_fds: true,
         confine: true,
     };
-    let host = super::host::runtime_host(state_root, Some(RUN_CONTROLLERS))?;
+    // The cpuset and blkio hierarchies only when a limit needs them (v1: each joined
+    // hierarchy costs a directory on the start path).
+    let mut controllers = RUN_CONTROLLERS.to_vec();
+    if plan.limits.cpuset.is_some() {
+        controllers.push("cpuset");
+    }
+    if plan.limits.io_weight.is_some() || !plan.limits.io.is_empty() {
+        controllers.push("blkio");
+    }
+    let host = super::host::runtime_host(state_root, Some(&controllers))?;
     Ok((plan, host))
 }
