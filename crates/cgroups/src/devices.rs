@@ -7,15 +7,22 @@ use berth_spec::Limits;
 
 /// Fills in the (major, minor) of every device of `limits.io`. Refuses a path that is not
 /// a block device, and a partition (the kernel throttles whole disks: io.max refuses a
-/// partition, and v1 would silently throttle nothing).
-pub fn resolve_devices(limits: &mut Limits) -> Result<(), String> {
+/// partition, and v1 would silently throttle nothing). The error: the device as written,
+/// and what is wrong with it.
+pub fn resolve_devices(limits: &mut Limits) -> Result<(), (String, String)> {
     for io in &mut limits.io {
         let shown = io.device.display().to_string();
         let stat = rustix::fs::stat(&io.device).map_err(|e| {
-            format!("limits.io: device {shown}: {e}: name an existing block device")
+            (
+                shown.clone(),
+                format!("device {shown}: {e}: name an existing block device (see lsblk)"),
+            )
         })?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::BlockDevice {
-            return Err(format!("limits.io: {shown} is not a block device"));
+            return Err((
+                shown.clone(),
+                format!("{shown} is not a block device (see lsblk)"),
+            ));
         }
         let (major, minor) = (
             rustix::fs::major(stat.st_rdev),
@@ -27,8 +34,11 @@ pub fn resolve_devices(limits: &mut Limits) -> Result<(), String> {
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "the disk".into());
-            return Err(format!(
-                "limits.io: {shown} is a partition; the kernel throttles whole disks: use /dev/{disk}"
+            return Err((
+                shown.clone(),
+                format!(
+                    "{shown} is a partition; the kernel throttles whole disks: use /dev/{disk}"
+                ),
             ));
         }
         io.dev = (major, minor);

@@ -111,8 +111,22 @@ pub fn host_name(store: &Store, name: &str) -> String {
 /// accepted and ignored: a quota that silently does nothing is worse than none.
 pub fn limits(config: &Config) -> Result<Limits, Error> {
     let mut limits = config.limits.resolve(crate::ops::host_cpus())?;
-    berth_cgroups::resolve_devices(&mut limits)
-        .map_err(|e| Error::Spec(berth_spec::SpecError::Config(e)))?;
+    berth_cgroups::resolve_devices(&mut limits).map_err(|(device, why)| {
+        // Name the key that named the device.
+        let l = &config.limits;
+        let key = [
+            ("limits.io_read_bps", &l.io_read_bps),
+            ("limits.io_write_bps", &l.io_write_bps),
+            ("limits.io_read_iops", &l.io_read_iops),
+            ("limits.io_write_iops", &l.io_write_iops),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_deref().is_some_and(|v| v.contains(device.as_str())))
+        .map_or("limits.io", |(k, _)| k);
+        Error::Spec(berth_spec::SpecError::Key(key, why))
+    })?;
+    berth_runtime::rlimits::check(&limits.rlimits)
+        .map_err(|e| Error::Spec(berth_spec::SpecError::Plain(e)))?;
     let refuse = |key: &'static str, why: &str| {
         Err(Error::Spec(berth_spec::SpecError::Key(
             key,

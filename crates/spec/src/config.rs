@@ -165,6 +165,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits.rtprio", "SOFT[:HARD] real-time priority"),
 ];
 
+/// The keys whose values are numbers, booleans or lists; every other key holds text.
+const NON_TEXT_KEYS: &[&str] = &[
+    "init",
+    "privileged",
+    "autostart.enabled",
+    "autostart.order",
+    "limits.cpus",
+    "limits.cpu_weight",
+    "limits.pids",
+    "limits.io_weight",
+    "limits.disk_inodes",
+];
+
 impl Config {
     /// A new container's settings for `rootfs`.
     pub fn new(rootfs: Rootfs) -> Config {
@@ -291,7 +304,13 @@ impl Config {
         }
         let mut value =
             toml::Value::try_from(self).map_err(|e| SpecError::Config(e.to_string()))?;
-        let parsed = parse_value(raw);
+        // Text keys take the text as written: `limits.cpuset=0` is the cpu list "0", not
+        // the number 0 (which the field would refuse as the wrong type).
+        let parsed = match parse_value(raw) {
+            v if NON_TEXT_KEYS.contains(&dotted) => v,
+            toml::Value::String(s) => toml::Value::String(s),
+            _ => toml::Value::String(raw.to_string()),
+        };
         let mut table = &mut value;
         let parts: Vec<&str> = dotted.split('.').collect();
         for part in &parts[..parts.len() - 1] {

@@ -48,6 +48,9 @@ pub enum SpecError {
     Name(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A value's own message, shown as it is (inside a [`SpecError::Key`]).
+    #[error("{0}")]
+    Plain(String),
     #[error("invalid configuration: {0}: {1}")]
     Key(&'static str, String),
 }

@@ -492,7 +492,7 @@ pub fn parse_rate(text: &str) -> Result<u64, SpecError> {
 /// A cpu list ("0-3,5"): sorted, merged back into the kernel's list format. Every cpu must
 /// be below `host_cpus`.
 pub fn parse_cpuset(text: &str, host_cpus: usize) -> Result<String, SpecError> {
-    let bad = |why: String| SpecError::Config(format!("invalid cpuset {text:?}: {why}"));
+    let bad = |why: String| SpecError::Plain(format!("invalid cpuset {text:?}: {why}"));
     let mut cpus = std::collections::BTreeSet::new();
     for part in text.split(',').map(str::trim) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));

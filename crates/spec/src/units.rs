@@ -26,8 +26,8 @@ pub fn parse_cpus(text: &str, host_cpus: usize) -> Result<f64, SpecError> {
         return Err(SpecError::Cpus(text.to_string()));
     }
     if v > host_cpus as f64 {
-        return Err(SpecError::Cpus(format!(
-            "{text}, more than this host's {host_cpus}"
+        return Err(SpecError::Plain(format!(
+            "invalid cpu count {text:?}: this host has {host_cpus} cpus; use at most {host_cpus}"
         )));
     }
     Ok(v)

@@ -176,3 +176,108 @@ fn boot_debian_on_v2(privileged: bool) {
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert!(cgroups_of(&name).is_empty());
 }
+
+/// The limits of the quotas issue on v2, through `berth run`: a memory hog is OOM-killed
+/// and a fork bomb fails at pids (the container itself goes on to report both), and every
+/// key lands in its v2 file with v2's units.
+#[test]
+fn limits_hold_and_land_converted_on_v2() {
+    if !root_or_skip() || !pure_v2() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("v2lim");
+    // One shell runs it all, with builtins only after the bomb (its sleeps hold every pid
+    // left, so nothing more can be forked); `berth run` kills them when the shell exits.
+    let script = "\
+        sh -c 'a=$(head -c 80000000 /dev/zero | tr \"\\0\" a); echo survived'; echo \"hog=$?\"; \
+        while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < /sys/fs/cgroup/memory.events; \
+        sh -c 'for i in $(seq 1 30); do sleep 30 >/dev/null 2>&1 & done; echo all-forked'; echo \"bomb=$?\"; \
+        while read k v; do [ \"$k\" = max ] && echo \"pids_max_hit=$v\"; done < /sys/fs/cgroup/pids.events; \
+        read n < /sys/fs/cgroup/pids.current; echo \"pids=$n\"";
+    let out = w.run(&[
+        "run",
+        "--privileged",
+        "--name",
+        &name,
+        "--memory",
+        "32MiB",
+        "--pids",
+        "10",
+        w.rootfs_str(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let (log, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{log} {err}");
+    let value = |key: &str| -> u64 {
+        log.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {log} {err}"))
+    };
+    // The hog was killed (SIGKILL: 128 + 9) and counted in memory.events.
+    assert!(!log.contains("survived"), "{log}");
+    assert_eq!(value("hog"), 137, "{log}");
+    assert!(value("oom_kill") >= 1, "{log}");
+    // The bomb failed to fork, the limit was hit and held.
+    assert!(!log.contains("all-forked"), "{log}");
+    assert_ne!(value("bomb"), 0, "{log}");
+    assert!(
+        err.contains("can't fork") || err.contains("Resource temporarily unavailable"),
+        "{err}"
+    );
+    assert!(value("pids_max_hit") >= 1, "{log}");
+    assert!(value("pids") <= 10, "{log}");
+    assert!(
+        cgroups_of(&name).is_empty(),
+        "left behind: {:?}",
+        cgroups_of(&name)
+    );
+
+    // Every key in its v2 file: bytes, swap on its own (not memory + swap as v1's memsw),
+    // the cpu cap as quota and period, the weight on v2's own scale, the cpu list as given.
+    let out = w.run(&[
+        "run",
+        "--privileged",
+        "--name",
+        &name,
+        "--memory",
+        "64MiB",
+        "--memory-high",
+        "48MiB",
+        "--swap",
+        "16MiB",
+        "--cpus",
+        "0.5",
+        "--cpu-weight",
+        "200",
+        "--cpuset",
+        "0",
+        "--pids",
+        "30",
+        w.rootfs_str(),
+        "--",
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup && cat memory.max memory.high memory.swap.max cpu.max cpu.weight \
+         cpuset.cpus pids.max",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}\n{}\n{}\n50000 100000\n200\n0\n30\n",
+            64u64 << 20,
+            48u64 << 20,
+            16u64 << 20
+        )
+    );
+    assert!(
+        cgroups_of(&name).is_empty(),
+        "left behind: {:?}",
+        cgroups_of(&name)
+    );
+}

@@ -7,28 +7,63 @@ use clap::Args;
 #[derive(Args, Debug, Default, PartialEq)]
 pub struct LimitFlags {
     /// Memory limit, e.g. 512MiB (the OOM killer acts above it).
-    #[arg(long, value_name = "SIZE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub memory: Option<String>,
     /// Soft memory limit: reclaimed hard above it, e.g. 400MiB.
-    #[arg(long, value_name = "SIZE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub memory_high: Option<String>,
     /// Swap on top of --memory, e.g. 0 or 1GiB.
-    #[arg(long, value_name = "SIZE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub swap: Option<String>,
     /// CPU cap, in cpus (e.g. 1.5).
-    #[arg(long, value_name = "N", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub cpus: Option<String>,
     /// CPU share, 1-10000 (default 100).
-    #[arg(long, value_name = "W", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "W",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub cpu_weight: Option<String>,
     /// The CPUs to run on, e.g. 0-1,3.
     #[arg(long, value_name = "LIST", help_heading = "Limits")]
     pub cpuset: Option<String>,
     /// Maximum number of processes.
-    #[arg(long, value_name = "N", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub pids: Option<String>,
     /// Disk-time share, 1-10000 (default 100; effective under BFQ or io.cost).
-    #[arg(long, value_name = "W", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "W",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub io_weight: Option<String>,
     /// Read rate of a disk, DEVICE:SIZE per second (repeatable), e.g. /dev/sda:10MiB.
     #[arg(long, value_name = "DEV:SIZE", help_heading = "Limits")]
@@ -43,16 +78,36 @@ pub struct LimitFlags {
     #[arg(long, value_name = "DEV:N", help_heading = "Limits")]
     pub io_write_iops: Vec<String>,
     /// Root disk size, e.g. 10GiB (a filesystem of that size holds the container's files).
-    #[arg(long, value_name = "SIZE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub disk: Option<String>,
     /// Inodes of the root disk.
-    #[arg(long, value_name = "N", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub disk_inodes: Option<String>,
     /// Bandwidth into the container, e.g. 100mbit.
-    #[arg(long, value_name = "RATE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "RATE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub net_ingress: Option<String>,
     /// Bandwidth out of the container, e.g. 20mbit.
-    #[arg(long, value_name = "RATE", help_heading = "Limits")]
+    #[arg(
+        long,
+        value_name = "RATE",
+        help_heading = "Limits",
+        allow_hyphen_values = true
+    )]
     pub net_egress: Option<String>,
     /// A process limit NAME=SOFT[:HARD] (repeatable), e.g. nofile=1024:4096; NAME is one of
     /// nofile nproc core memlock stack fsize msgqueue sigpending nice rtprio.

@@ -151,7 +151,8 @@ fn limits(a: &RunArgs) -> anyhow::Result<Limits> {
     let mut limits = config
         .resolve(super::host::cpus())
         .map_err(|e| flag_names(e.to_string()))?;
-    berth_cgroups::resolve_devices(&mut limits).map_err(flag_names)?;
+    berth_cgroups::resolve_devices(&mut limits).map_err(|(_, why)| anyhow!("--io-*: {why}"))?;
+    berth_runtime::rlimits::check(&limits.rlimits).map_err(flag_names)?;
     if limits.disk.is_some() && !a.ephemeral {
         return Err(anyhow!(
             "--disk sizes the throwaway layer of --ephemeral; without it `run` writes into the \
