@@ -337,7 +337,9 @@ pub(crate) fn writes(old: &Limits, new: &Limits, v2: bool) -> Vec<Write> {
             "cpuset",
             "cpuset",
             "cpuset.cpus",
-            new.cpuset.clone().unwrap_or_default(),
+            // v2's reset is an empty list; a zero-length write(2) would never reach the
+            // kernel, so the empty line is sent.
+            new.cpuset.clone().unwrap_or_else(|| "\n".into()),
         );
         w.from_parent = new.cpuset.is_none() && !v2;
         out.push(w);
@@ -569,7 +571,7 @@ mod tests {
                 ("cpu.cfs_period_us", "100000".into()),
                 ("cpu.cfs_quota_us", "-1".into()),
                 ("cpu.shares", "1024".into()),
-                ("cpuset.cpus", String::new()),
+                ("cpuset.cpus", "\n".to_string()),
                 ("pids.max", "max".into()),
                 ("blkio.bfq.weight", "100".into()),
                 ("blkio.throttle.read_bps_device", "254:0 0".into()),

@@ -35,7 +35,7 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error("{}", .0.message)]
     Launch(LaunchError),
-    #[error("cgroup: {0}")]
+    #[error(transparent)]
     Cgroups(#[from] berth_cgroups::Error),
     #[error("container {0:?} is already running")]
     Running(String),

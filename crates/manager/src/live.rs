@@ -28,6 +28,22 @@ pub(crate) fn apply(
         l
     });
     let cgroup = Cgroup::adopt(&crate::ops::paths(state));
+    // A memory limit below what the container holds would make v2 OOM-kill it (v1 refuses
+    // with EBUSY): refuse before writing, with the figure.
+    if let Some(new_memory) = new_limits.memory
+        && old_limits.memory.is_none_or(|old| new_memory < old)
+        && let Some(used) = cgroup.usage().memory_bytes
+        && new_memory < used
+    {
+        cgroup.release();
+        return Err(Error::Spec(berth_spec::SpecError::Key(
+            "limits.memory",
+            format!(
+                "the container uses {used} bytes now, more than {new_memory}: free memory in it \
+                 (or stop it) first, or set at least {used}"
+            ),
+        )));
+    }
     let result = cgroup.update(&old_limits, new_limits);
     if result.is_err() {
         let _ = cgroup.update(new_limits, &old_limits);
@@ -37,9 +53,8 @@ pub(crate) fn apply(
     Ok(deferred(&old_limits, new_limits))
 }
 
-/// The changed settings a running container does not take: rlimits are per process (a
-/// container's processes run under ids whose limits the host's root may not change without
-/// CAP_SYS_RESOURCE), and the disk and network limits are set up at start.
+/// The changed settings a running container does not take: rlimits are inherited per
+/// process, so changing the init's would not reach the processes already running.
 fn deferred(old: &Limits, new: &Limits) -> Vec<String> {
     let mut notes = Vec::new();
     if old.rlimits != new.rlimits {

@@ -33,6 +33,18 @@ pub fn check(limits: &[Rlimit]) -> Result<(), String> {
         let Some(r) = resource(l.name) else {
             return Err(format!("limits.{}: not an rlimit berth knows", l.name));
         };
+        if l.name == "nofile" {
+            // The kernel caps open files at fs.nr_open, whoever asks (setrlimit: EPERM).
+            let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .unwrap_or(1 << 20);
+            if l.soft.is_none_or(|v| v > nr_open) || l.hard.is_none_or(|v| v > nr_open) {
+                return Err(format!(
+                    "limits.nofile: at most {nr_open} (the kernel's fs.nr_open); unlimited is not possible"
+                ));
+            }
+        }
         let own = getrlimit(r).maximum;
         let above = match (l.hard, own) {
             (_, None) => false,

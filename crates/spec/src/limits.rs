@@ -277,6 +277,20 @@ impl LimitsConfig {
                 "must be at least 4MiB: a container's processes need some memory to start".into(),
             ));
         }
+        if let Some(h) = limits.memory_high {
+            if h < MIN_MEMORY {
+                return Err(SpecError::Key(
+                    "limits.memory_high",
+                    "must be at least 4MiB: below it the container is throttled to a stop".into(),
+                ));
+            }
+            if limits.memory.is_some_and(|m| h > m) {
+                return Err(SpecError::Key(
+                    "limits.memory_high",
+                    "must not be above limits.memory (the hard limit acts first)".into(),
+                ));
+            }
+        }
         if limits.swap.is_some() && limits.memory.is_none() {
             return Err(SpecError::Key(
                 "limits.swap",

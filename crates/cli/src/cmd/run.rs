@@ -140,10 +140,20 @@ pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
 fn limits(a: &RunArgs) -> anyhow::Result<Limits> {
     let flag_names = |msg: String| {
         let mut msg = msg;
-        for (key, _) in berth_spec::config::KEYS {
-            if let Some(k) = key.strip_prefix("limits.") {
-                msg = msg.replace(key, &format!("--{}", k.replace('_', "-")));
-            }
+        // Longest first: limits.memory must not eat the start of limits.memory_high.
+        let mut keys: Vec<&str> = berth_spec::config::KEYS
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix("limits.").map(|_| *k))
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        for key in keys {
+            let name = key.trim_start_matches("limits.");
+            let flag = if berth_spec::limits::RLIMITS.iter().any(|r| r.0 == name) {
+                format!("rlimit {name}")
+            } else {
+                name.replace('_', "-")
+            };
+            msg = msg.replace(key, &format!("--{flag}"));
         }
         anyhow!(msg)
     };
@@ -153,10 +163,11 @@ fn limits(a: &RunArgs) -> anyhow::Result<Limits> {
         .map_err(|e| flag_names(e.to_string()))?;
     berth_cgroups::resolve_devices(&mut limits).map_err(|(_, why)| anyhow!("--io-*: {why}"))?;
     berth_runtime::rlimits::check(&limits.rlimits).map_err(flag_names)?;
-    if limits.disk.is_some() && !a.ephemeral {
+    // An image source is always run over a throwaway layer (see `plan`).
+    if limits.disk.is_some() && !a.ephemeral && super::is_path_source(&a.source) {
         return Err(anyhow!(
             "--disk sizes the throwaway layer of --ephemeral; without it `run` writes into the \
-             root filesystem itself (give a system container a disk with `berth create --disk`)"
+             root filesystem directory itself: add --ephemeral"
         ));
     }
     if limits.net_ingress.is_some() || limits.net_egress.is_some() {
