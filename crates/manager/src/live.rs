@@ -45,8 +45,10 @@ pub(crate) fn apply(
         )));
     }
     let result = cgroup.update(&old_limits, new_limits);
-    if result.is_err() {
-        let _ = cgroup.update(new_limits, &old_limits);
+    if result.is_err()
+        && let Err(e) = cgroup.update(new_limits, &old_limits)
+    {
+        tracing::warn!("could not put the old limits back: {e}");
     }
     cgroup.release();
     result?;

@@ -331,11 +331,22 @@ impl Manager {
     fn replace_locked(&self, name: &str, old: &Config, new: &Config) -> Result<Vec<String>, Error> {
         same_rootfs(old, new)?;
         let new_limits = crate::lower::limits(new)?;
-        let notes = match self.running_state(name)? {
-            Some(state) => crate::live::apply(&state, old, &new_limits)?,
+        let running = self.running_state(name)?;
+        let notes = match &running {
+            Some(state) => crate::live::apply(state, old, &new_limits)?,
             None => Vec::new(),
         };
-        self.store.write_config(name, &new.to_toml()?)?;
+        let written = new
+            .to_toml()
+            .map_err(Error::from)
+            .and_then(|text| Ok(self.store.write_config(name, &text)?));
+        if let Err(e) = written {
+            // The kernel must not keep limits the config does not say.
+            if let (Some(state), Ok(old_limits)) = (&running, crate::lower::limits(old)) {
+                let _ = crate::live::apply(state, new, &old_limits);
+            }
+            return Err(e);
+        }
         Ok(notes)
     }
 

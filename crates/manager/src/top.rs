@@ -57,6 +57,15 @@ impl Manager {
 /// Received and sent bytes of the network namespace of `pid`, loopback left out, from
 /// /proc/PID/net/dev (which shows the namespace of that process).
 fn net_bytes(pid: i32) -> Option<(u64, u64)> {
+    // A container on the host's network (`net host`) has no traffic of its own to show.
+    let ns = |p: &str| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
+    if ns(&format!("/proc/{pid}/ns/net")) == ns("/proc/1/ns/net") {
+        return None;
+    }
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
     Some(parse_net_dev(&text))
 }

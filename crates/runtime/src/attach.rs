@@ -156,9 +156,6 @@ fn helper_main(
         sync::send_failed(sock, code, errno.raw_os_error(), &message);
         berth_sys::clone::exit_now(i32::from(code))
     };
-    if let Err((e, m)) = crate::rlimits::apply(&req.rlimits) {
-        fail(125, e, m);
-    }
     if let Err(e) = berth_sys::ns::setns_pidfd(init, ns) {
         fail(125, e, format!("join the container's namespaces: {e}"));
     }
@@ -213,6 +210,10 @@ fn helper_main(
         Ok(p) => p,
         Err(f) => fail(f.code, f.errno, describe(&f)),
     };
+    // Last, so that a low limit (nofile = 8, say) binds the command, not berth's own set-up.
+    if let Err((e, m)) = crate::rlimits::apply(&req.rlimits) {
+        fail(125, e, m);
+    }
     if let Err(e) = berth_sys::signal::block_all() {
         fail(125, e, format!("block signals: {e}"));
     }

@@ -130,9 +130,15 @@ pub fn main(root: &Path, a: TopArgs) -> Result<u8, Failure> {
             println!("{}", serde_json::to_string_pretty(&rows).map_err(fail)?);
             return Ok(0);
         }
-        // Clear the screen and home the cursor, as top(1) redraws.
+        // On a terminal, clear the screen and home the cursor, as top(1) redraws; into a
+        // pipe or file, one table after another.
         let mut stdout = std::io::stdout().lock();
-        let _ = write!(stdout, "\x1b[H\x1b[2J{}", table(&rows));
+        let clear = if rustix::termios::isatty(&stdout) {
+            "\x1b[H\x1b[2J"
+        } else {
+            ""
+        };
+        let _ = write!(stdout, "{clear}{}", table(&rows));
         let _ = stdout.flush();
         shown += 1;
         if a.iterations.is_some_and(|n| shown >= n) {
