@@ -8,6 +8,7 @@
 
 pub mod busybox;
 pub mod debian;
+pub mod disk;
 pub mod oci;
 pub mod store;
 pub mod tarball;
@@ -34,6 +35,8 @@ pub enum Error {
     Unknown(String),
     #[error("image {0:?}: {1}")]
     Bad(String, String),
+    #[error("the container's disk: {0}")]
+    Disk(String),
     #[error(
         "image {name:?} is used by {containers}: delete them first, or use --force (the image's name goes at once, its files when its last container is deleted)"
     )]

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod disks;
 pub mod images;
 mod layers;
 mod live;

@@ -133,13 +133,7 @@ pub fn limits(config: &Config) -> Result<Limits, Error> {
             why.to_string(),
         )))
     };
-    if limits.disk.is_some() || limits.disk_inodes.is_some() {
-        return refuse(
-            "limits.disk",
-            "a system container's own disk (a loop-mounted ext4 of that size) is not built yet; \
-             remove the key (`berth run --ephemeral --disk SIZE` sizes a throwaway layer)",
-        );
-    }
+    crate::disks::check_config(config, &limits)?;
     if limits.net_ingress.is_some() || limits.net_egress.is_some() {
         let key = if limits.net_ingress.is_some() {
             "limits.net_ingress"
@@ -180,6 +174,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         rootfs_recursive: false,
         ephemeral: false,
         overlay_rw,
+        disk: berth_image::disk::of(&store.container_dir(name)),
         command: config.init.clone(),
         command_is_default: false,
         env: [

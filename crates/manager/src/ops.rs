@@ -115,7 +115,7 @@ impl Manager {
         }
         config.validate(host_cpus())?;
         // Devices named by I/O limits exist, and every limit is one this host can enforce.
-        lower::limits(&config)?;
+        let limits = lower::limits(&config)?;
         // Find (or build) the image now, so that a bad image name fails here, and record
         // which one it is: the container stays on it whatever the name points at later.
         // Until the container is in place, no image removal may run (see users_lock).
@@ -163,6 +163,12 @@ impl Manager {
                 };
                 lower::prepare_sysvinit(&layers, &config);
                 lower::write_hostname(&layers, &hostname);
+                // The layer, as prepared, moves into the container's own disk.
+                crate::disks::make(dir, &limits).map_err(|e| berth_store::StoreError::Io {
+                    action: "make the container's disk",
+                    path: dir.join(berth_image::disk::DISK_FILE),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
                 Ok(())
             })?;
         Ok(())
@@ -332,6 +338,14 @@ impl Manager {
         same_rootfs(old, new)?;
         let new_limits = crate::lower::limits(new)?;
         let running = self.running_state(name)?;
+        let old_limits = crate::lower::limits(old).unwrap_or_default();
+        crate::disks::change(
+            &self.store,
+            name,
+            &old_limits,
+            &new_limits,
+            running.is_some(),
+        )?;
         let notes = match &running {
             Some(state) => crate::live::apply(state, old, &new_limits)?,
             None => Vec::new(),

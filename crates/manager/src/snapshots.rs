@@ -144,6 +144,7 @@ impl Manager {
     /// `berth snapshot NAME [SNAP]`: the container's files now, under SNAP (default: the
     /// next free `snapN`). Returns the snapshot's name.
     pub fn snapshot(&self, name: &str, snap: Option<&str>) -> Result<String, Error> {
+        crate::disks::refuse_layer_copy(&self.store, name, "snapshot")?;
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;
@@ -234,6 +235,7 @@ impl Manager {
 
     /// `berth restore NAME SNAP`: the container's files as they were in SNAP (stopped only).
     pub fn restore(&self, name: &str, snap: &str) -> Result<(), Error> {
+        crate::disks::refuse_layer_copy(&self.store, name, "restore")?;
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;
@@ -265,6 +267,7 @@ impl Manager {
     /// `berth copy SRC DST`: a new container with SRC's settings and a copy of its files (a
     /// running SRC is frozen meanwhile), named and hostnamed DST.
     pub fn copy(&self, src: &str, dst: &str) -> Result<(), Error> {
+        crate::disks::refuse_layer_copy(&self.store, src, "copy")?;
         validate::name(src)?;
         validate::name(dst)?;
         // Locks in name order: two crossed copies cannot wait for each other.
@@ -322,6 +325,7 @@ impl Manager {
         replace: bool,
     ) -> Result<berth_image::Image, Error> {
         validate::name(name)?;
+        crate::disks::refuse_layer_copy(&self.store, name, "publish")?;
         berth_image::Images::open(&self.store)?.check_alias(alias, replace)?;
         let _lock = self.store.lock(name)?;
         let config = self.config(name)?;

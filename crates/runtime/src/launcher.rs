@@ -135,11 +135,14 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         None
     };
     let rootfs = detached_tree(&plan.rootfs, plan.rootfs_recursive)?;
-    let overlay_rw = plan
-        .overlay_rw
-        .as_deref()
-        .map(|p| detached_tree(p, false))
-        .transpose()?;
+    let overlay_rw = match &plan.disk {
+        Some(image) => Some(mount_disk(image)?),
+        None => plan
+            .overlay_rw
+            .as_deref()
+            .map(|p| detached_tree(p, false))
+            .transpose()?,
+    };
     let binds = plan
         .binds
         .iter()
@@ -381,6 +384,30 @@ fn clone_flags(plan: &Plan) -> u64 {
 
 /// A detached copy of the mount tree at `path` (only `path`'s own mount unless
 /// `recursive`), which the child attaches inside its own mount namespace.
+/// The container's disk image on a loop device (autoclear: it detaches by itself once the
+/// last mount goes, with the container's mount namespace) and its ext4 mounted detached.
+fn mount_disk(image: &Path) -> Result<OwnedFd, LaunchError> {
+    let fail = |what: &str, e: Errno| {
+        LaunchError::berth(format!(
+            "{what} the container's disk {}: {e}",
+            image.display()
+        ))
+    };
+    if let Some(dev) = berth_sys::loopdev::find(image) {
+        return Err(LaunchError::berth(format!(
+            "the container's disk {} is still attached to {} (is it mounted elsewhere? `umount` it, or `losetup -d {}`)",
+            image.display(),
+            dev.display(),
+            dev.display()
+        )));
+    }
+    let (dev, path) = berth_sys::loopdev::attach(image).map_err(|e| fail("attach", e))?;
+    let mnt = berth_sys::loopdev::mount_ext4(&path).map_err(|e| fail("mount", e))?;
+    // The mount holds the device now; closing ours lets autoclear work.
+    drop(dev);
+    Ok(mnt)
+}
+
 fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, LaunchError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {

@@ -56,6 +56,10 @@ pub struct Plan {
     /// overlay whose upper layer is this directory's `upper/` (and `work/`, overlayfs's
     /// scratch space). Not with `ephemeral`.
     pub overlay_rw: Option<PathBuf>,
+    /// The container's own disk (`limits.disk`): an ext4 image whose filesystem holds the
+    /// writable layer in place of `overlay_rw`'s directory. Attached and mounted at start,
+    /// inside the container's mount namespace only.
+    pub disk: Option<PathBuf>,
     /// argv; argv[0] is looked up in the container's PATH when it has no '/'.
     pub command: Vec<String>,
     /// The command was not given by the user: its absence is a rootfs error, reported

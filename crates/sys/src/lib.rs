@@ -8,6 +8,7 @@ pub mod caps;
 pub mod clone;
 pub mod exec;
 pub mod ids;
+pub mod loopdev;
 pub mod mount;
 pub mod net;
 pub mod ns;

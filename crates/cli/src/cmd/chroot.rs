@@ -127,6 +127,7 @@ fn plan(a: ChrootArgs) -> anyhow::Result<Plan> {
         rootfs_recursive: true,
         ephemeral: false,
         overlay_rw: None,
+        disk: None,
         command,
         command_is_default: false,
         env: std::env::vars_os().map(|(k, v)| join_env(k, v)).collect(),

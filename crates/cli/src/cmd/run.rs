@@ -318,6 +318,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         // An image is a template: a run never changes it.
         ephemeral: a.ephemeral || !is_path,
         overlay_rw: None,
+        disk: None,
         command,
         command_is_default,
         env: env
