@@ -33,6 +33,10 @@ pub struct ContainerInfo {
     pub limits: std::collections::BTreeMap<String, String>,
     /// What the running container uses, from its cgroup.
     pub usage: Option<berth_cgroups::Usage>,
+    /// The container's own disk (`limits.disk`), while it runs: its filesystem's size and
+    /// the bytes in use.
+    pub disk_size_bytes: Option<u64>,
+    pub disk_used_bytes: Option<u64>,
 }
 
 impl Manager {
@@ -55,6 +59,10 @@ impl Manager {
             }
             None => (RunState::Stopped, None, None, None),
         };
+        let disk = state
+            .as_ref()
+            .filter(|_| berth_image::disk::of(&self.store.container_dir(name)).is_some())
+            .and_then(|s| disk_use(s.pid));
         Ok(ContainerInfo {
             name: name.to_string(),
             state: run_state,
@@ -76,6 +84,8 @@ impl Manager {
             cpu_seconds: cpu,
             limits: limit_table(&config),
             usage,
+            disk_size_bytes: disk.map(|d| d.0),
+            disk_used_bytes: disk.map(|d| d.1),
         })
     }
 
@@ -99,4 +109,14 @@ fn limit_table(config: &berth_spec::config::Config) -> std::collections::BTreeMa
             (k, text)
         })
         .collect()
+}
+
+/// Size and use of a running container's own disk: its root is an overlay, whose statfs
+/// reports the filesystem of its upper layer, the disk.
+fn disk_use(pid: i32) -> Option<(u64, u64)> {
+    let st = rustix::fs::statfs(format!("/proc/{pid}/root")).ok()?;
+    let block = st.f_frsize as u64;
+    let size = st.f_blocks as u64 * block;
+    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64) * block;
+    Some((size, used))
 }

@@ -354,6 +354,10 @@ fn print_limits(c: &ContainerInfo) {
                 }
                 s
             }
+            "disk" => match (c.disk_used_bytes, c.disk_size_bytes) {
+                (Some(u), Some(s)) => format!("{} of {}", bytes(u), bytes(s)),
+                _ => "-".into(),
+            },
             k if k.starts_with("io_") => format!(
                 "read {}, written {}",
                 show(u.io_read_bytes),
