@@ -9,6 +9,7 @@ pub mod images;
 mod layers;
 mod live;
 pub mod lower;
+pub mod lxcfs;
 pub mod ops;
 pub mod snapshots;
 pub mod status;

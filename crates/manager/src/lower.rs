@@ -168,6 +168,23 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         Some("host") => NetMode::Host,
         _ => NetMode::Loopback,
     };
+    let mut binds: Vec<Bind> = config
+        .mounts
+        .iter()
+        .map(|m| Bind {
+            source: m.source.clone(),
+            target: m.target.clone(),
+            readonly: m.readonly,
+        })
+        .collect();
+    if config.lxcfs != Some(false) {
+        match crate::lxcfs::ensure(store) {
+            Ok(Some(dir)) => binds.extend(crate::lxcfs::binds(&dir)),
+            Ok(None) => {}
+            // The container still runs, with the host's figures in /proc.
+            Err(e) => tracing::warn!("lxcfs: {e}; the container's /proc shows the host's figures"),
+        }
+    }
     Ok(Plan {
         name: host_name(store, name),
         rootfs,
@@ -198,15 +215,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         cgroupns: true,
         mount_sys: true,
         tmpfs_run_tmp: true,
-        binds: config
-            .mounts
-            .iter()
-            .map(|m| Bind {
-                source: m.source.clone(),
-                target: m.target.clone(),
-                readonly: m.readonly,
-            })
-            .collect(),
+        binds,
         limits,
         cgroup: true,
         init_stub: false,

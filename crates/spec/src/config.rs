@@ -26,6 +26,10 @@ pub struct Config {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub autostart: Autostart,
+    /// Bind lxcfs's /proc and /sys files into the container, so that free, nproc, uptime
+    /// and top inside show the container's figures: default on when lxcfs is installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxcfs: Option<bool>,
     pub rootfs: Rootfs,
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -110,6 +114,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "stop_signal",
         "a signal name, e.g. SIGRTMIN+3, SIGPWR, SIGUSR2, SIGTERM",
     ),
+    (
+        "lxcfs",
+        "true or false (default: true when lxcfs is installed)",
+    ),
     ("autostart.enabled", "true or false"),
     ("autostart.order", "a whole number"),
     ("autostart.delay", "a duration, e.g. 5s"),
@@ -168,6 +176,7 @@ pub const KEYS: &[(&str, &str)] = &[
 /// The keys whose values are numbers, booleans or lists; every other key holds text.
 const NON_TEXT_KEYS: &[&str] = &[
     "init",
+    "lxcfs",
     "privileged",
     "autostart.enabled",
     "autostart.order",
@@ -187,6 +196,7 @@ impl Config {
             privileged: false,
             stop_signal: None,
             autostart: Autostart::default(),
+            lxcfs: None,
             rootfs,
             limits: LimitsConfig::default(),
             nets: Vec::new(),

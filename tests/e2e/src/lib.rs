@@ -147,6 +147,9 @@ impl Drop for World {
                     .output();
             }
         }
+        // The lxcfs berth started for a state root of this test (the World's, or another
+        // under its directory) ends with its mount.
+        stop_lxcfs_under(self.dir.path());
         // Nothing of a container may stay mounted on the host.
         let leaked = mounts_under(self.dir.path());
         if !leaked.is_empty() && !std::thread::panicking() {
@@ -154,6 +157,24 @@ impl Drop for World {
                 "mounts left behind under {}: {leaked:?}",
                 self.dir.path().display()
             );
+        }
+    }
+}
+
+/// Unmounts every lxcfs mount under `dir` and ends its lxcfs (by the pid in the pid file
+/// next to it, which berth wrote).
+pub fn stop_lxcfs_under(dir: &Path) {
+    for mount in mounts_under(dir) {
+        let m = Path::new(&mount);
+        if m.file_name().is_some_and(|n| n == "lxcfs") {
+            let _ = Command::new("umount").arg("-l").arg(m).output();
+            if let Some(pid) = m
+                .parent()
+                .and_then(|run| std::fs::read_to_string(run.join("lxcfs.pid")).ok())
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = Command::new("kill").arg(pid.to_string()).output();
+            }
         }
     }
 }
