@@ -46,6 +46,9 @@ pub fn pid_file(store: &Store) -> PathBuf {
 }
 
 /// Whether `dir` holds a working lxcfs mount (FUSE, answering).
+// f_type's type differs between architectures (i64 here, u32 on some): the cast is needed
+// there.
+#[allow(clippy::unnecessary_cast)]
 fn healthy(dir: &Path) -> bool {
     rustix::fs::statfs(dir).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC)
         && std::fs::metadata(dir.join("proc/meminfo")).is_ok()
