@@ -1,0 +1,8 @@
+//! berth-net: the host side of a container's network. For now: traffic shaping
+//! ([`shaping`]), which bounds a container's bandwidth from outside it.
+
+#![forbid(unsafe_code)]
+
+pub mod shaping;
+
+pub use shaping::{Error, Shaping};
