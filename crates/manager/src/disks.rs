@@ -101,6 +101,17 @@ pub(crate) fn change(
         return Ok(());
     }
     if !running {
+        // Never resize a filesystem that is mounted somewhere: a container that has just
+        // stopped may still hold it for a moment, and a leaked mount would hold it longer.
+        if let Some(dev) =
+            berth_sys::loopdev::attached_after(&image, std::time::Duration::from_secs(2))
+        {
+            return Err(refuse(format!(
+                "the disk is still attached to {} (mounted somewhere): try again in a moment, or find the mount (`findmnt {}`)",
+                dev.display(),
+                dev.display()
+            )));
+        }
         return Ok(disk::resize_offline(&image, size)?);
     }
     if size < current {

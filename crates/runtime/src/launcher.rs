@@ -393,7 +393,8 @@ fn mount_disk(image: &Path) -> Result<OwnedFd, LaunchError> {
             image.display()
         ))
     };
-    if let Some(dev) = berth_sys::loopdev::find(image) {
+    if let Some(dev) = berth_sys::loopdev::attached_after(image, std::time::Duration::from_secs(2))
+    {
         return Err(LaunchError::berth(format!(
             "the container's disk {} is still attached to {} (is it mounted elsewhere? `umount` it, or `losetup -d {}`)",
             image.display(),

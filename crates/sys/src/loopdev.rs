@@ -137,6 +137,20 @@ pub fn find(image: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The loop device `image` is still attached to after waiting up to `timeout` for it to go:
+/// a container that has just stopped releases its filesystem, and autoclear its device,
+/// a moment after its last process has gone.
+pub fn attached_after(image: &Path, timeout: std::time::Duration) -> Option<PathBuf> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let dev = find(image)?;
+        if std::time::Instant::now() >= deadline {
+            return Some(dev);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Makes loop device `dev` take its backing file's new size.
 pub fn set_capacity(dev: impl AsFd) -> Result<(), Errno> {
     // SAFETY: LOOP_SET_CAPACITY takes no argument.
