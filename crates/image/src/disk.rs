@@ -57,6 +57,11 @@ fn reserve(path: &Path, size: u64) -> Result<(), Error> {
                 "the host has not {} of free space for this disk; free some, or ask for less",
                 human(size)
             ))
+        } else if e == rustix::io::Errno::FBIG || e == rustix::io::Errno::INVAL {
+            bad(format!(
+                "{} is more than the host's filesystem can hold in one file; ask for less",
+                human(size)
+            ))
         } else {
             bad(format!(
                 "reserve {} for {}: {e}",
@@ -68,7 +73,9 @@ fn reserve(path: &Path, size: u64) -> Result<(), Error> {
 }
 
 fn human(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
+    if bytes >= 1 << 40 {
+        format!("{:.1} TiB", bytes as f64 / (1u64 << 40) as f64)
+    } else if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
@@ -89,16 +96,33 @@ pub fn create(path: &Path, size: u64, inodes: Option<u64>, populate: &Path) -> R
         let n = inodes.map(|n| n.to_string());
         let from = populate.to_string_lossy();
         let mut args = vec![
-            "-q", "-F", // a file, not a device: no question
-            "-m", "0", // no blocks reserved for root: the container's root is its only user
-            "-L", "berth", "-d", &from,
+            "-q",
+            "-F", // a file, not a device: no question
+            "-m",
+            "0", // no blocks reserved for root: the container's root is its only user
+            "-L",
+            "berth",
+            "-d",
+            &from,
+            // mkfs discards a file's blocks by default, which would undo the reservation.
+            "-E",
+            "nodiscard",
         ];
         if let Some(n) = &n {
             args.extend(["-N", n.as_str()]);
         }
         let p = path.to_string_lossy();
         args.push(&p);
-        run("mkfs.ext4", &args).map(|_| ())
+        run("mkfs.ext4", &args).map(|_| ()).map_err(|e| {
+            if e.to_string().contains("populate") || e.to_string().contains("allocate") {
+                bad(format!(
+                    "the container's files do not fit in {}: ask for more",
+                    human(size)
+                ))
+            } else {
+                e
+            }
+        })
     });
     if made.is_err() {
         let _ = std::fs::remove_file(path);

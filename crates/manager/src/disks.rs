@@ -15,6 +15,14 @@ fn refuse(why: String) -> Error {
     Error::Spec(berth_spec::SpecError::Key("limits.disk", why))
 }
 
+/// A disk error as one about the key `limits.disk`.
+fn as_key(e: Error) -> Error {
+    match e {
+        Error::Image(berth_image::Error::Disk(why)) => refuse(why),
+        other => other,
+    }
+}
+
 /// Whether `limits.disk` can hold this container's files: only an instance's own layer
 /// over an image moves into a disk (a copied rootfs or a host directory stays where it is).
 pub(crate) fn check_config(config: &Config, limits: &Limits) -> Result<(), Error> {
@@ -81,12 +89,11 @@ pub(crate) fn change(
                     .into(),
             ));
         }
-        return make(&dir, new);
+        return make(&dir, new).map_err(as_key);
     };
     let Some(size) = new.disk else {
         return Err(refuse(
-            "the container has a disk; it can grow or shrink but not go (copy the container's \
-             files out with `berth publish` and make a new one)"
+            "the container has a disk; it can grow or shrink but not go (its files stay in it)"
                 .into(),
         ));
     };
@@ -112,7 +119,7 @@ pub(crate) fn change(
                 dev.display()
             )));
         }
-        return Ok(disk::resize_offline(&image, size)?);
+        return disk::resize_offline(&image, size).map_err(|e| as_key(e.into()));
     }
     if size < current {
         return Err(refuse(
@@ -122,7 +129,7 @@ pub(crate) fn change(
     let device = berth_sys::loopdev::find(&image).ok_or_else(|| {
         refuse("the running container's disk is not attached to a loop device".into())
     })?;
-    Ok(disk::grow_online(&image, &device, size)?)
+    disk::grow_online(&image, &device, size).map_err(|e| as_key(e.into()))
 }
 
 /// Refuses a command that copies a container's layer as host files when the layer lives in

@@ -165,9 +165,12 @@ impl Manager {
                 lower::write_hostname(&layers, &hostname);
                 // The layer, as prepared, moves into the container's own disk.
                 crate::disks::make(dir, &limits).map_err(|e| berth_store::StoreError::Io {
-                    action: "make the container's disk",
-                    path: dir.join(berth_image::disk::DISK_FILE),
-                    source: std::io::Error::other(e.to_string()),
+                    action: "limits.disk:",
+                    path: PathBuf::from(name),
+                    source: std::io::Error::other(match e {
+                        Error::Image(berth_image::Error::Disk(why)) => why,
+                        other => other.to_string(),
+                    }),
                 })?;
                 Ok(())
             })?;
@@ -241,6 +244,11 @@ impl Manager {
         } else {
             state.stop_signal
         };
+        if signal != libc::SIGKILL {
+            // An init that does not handle its halt signal yet (it has just started) would
+            // lose it: PID 1 of a namespace drops signals it has no handler for.
+            wait_catches(state.pid, signal, opts.timeout.min(Duration::from_secs(3)));
+        }
         send(&init, signal)?;
         // A frozen container takes no signal until it is thawed.
         if cgroup.is_frozen() {
@@ -629,6 +637,33 @@ fn send(pidfd: &rustix::fd::OwnedFd, signal: i32) -> Result<(), Error> {
         what: "signal the container's init",
         errno,
     })
+}
+
+/// Waits until process `pid` has a handler for `signal` (its SigCgt in /proc), at most
+/// `timeout`; an init that never installs one gets the signal anyway and then the kill.
+fn wait_catches(pid: i32, signal: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let Ok(bit) = u32::try_from(signal - 1) else {
+        return;
+    };
+    loop {
+        let caught = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            });
+        match caught {
+            Some(mask) if mask & (1u64 << bit) != 0 => return,
+            None => return, // gone, or unreadable: nothing to wait for
+            Some(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Waits for the init to finish its clean shutdown, at most `timeout`. busybox's init, once

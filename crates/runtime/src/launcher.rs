@@ -382,8 +382,6 @@ fn clone_flags(plan: &Plan) -> u64 {
     f
 }
 
-/// A detached copy of the mount tree at `path` (only `path`'s own mount unless
-/// `recursive`), which the child attaches inside its own mount namespace.
 /// The container's disk image on a loop device (autoclear: it detaches by itself once the
 /// last mount goes, with the container's mount namespace) and its ext4 mounted detached.
 fn mount_disk(image: &Path) -> Result<OwnedFd, LaunchError> {
@@ -409,6 +407,8 @@ fn mount_disk(image: &Path) -> Result<OwnedFd, LaunchError> {
     Ok(mnt)
 }
 
+/// A detached copy of the mount tree at `path` (only `path`'s own mount unless
+/// `recursive`), which the child attaches inside its own mount namespace.
 fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, LaunchError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {

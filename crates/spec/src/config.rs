@@ -295,11 +295,16 @@ impl Config {
     }
 
     /// The value at a dotted key, as TOML text.
+    /// A known key that is not set reads as the empty text (as `lxc config get` prints it).
     pub fn get(&self, dotted: &str) -> Result<String, SpecError> {
         let value = toml::Value::try_from(self).map_err(|e| SpecError::Config(e.to_string()))?;
         let mut v = &value;
         for part in dotted.split('.') {
-            v = v.get(part).ok_or_else(|| unknown_key(dotted))?;
+            match v.get(part) {
+                Some(next) => v = next,
+                None if KEYS.iter().any(|(k, _)| *k == dotted) => return Ok(String::new()),
+                None => return Err(unknown_key(dotted)),
+            }
         }
         Ok(match v {
             toml::Value::String(s) => s.clone(),
