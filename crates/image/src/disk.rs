@@ -35,12 +35,15 @@ fn run(tool: &str, args: &[&str]) -> Result<String, Error> {
     // e2fsck -p exits 1 when it fixed something: that is fine.
     let ok = out.status.success() || (tool == "e2fsck" && out.status.code() == Some(1));
     if !ok {
+        // The tools print their version banner first ("resize2fs 1.47.0 (5-Feb-2023)"):
+        // the last line says what went wrong.
         let err = String::from_utf8_lossy(&out.stderr);
-        let first = err
+        let last = err
             .lines()
-            .find(|l| !l.trim().is_empty())
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with(&format!("{tool} ")))
             .unwrap_or("failed");
-        return Err(bad(format!("{tool}: {first}")));
+        return Err(bad(format!("{tool}: {last}")));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -100,6 +103,8 @@ pub fn create(path: &Path, size: u64, inodes: Option<u64>, populate: &Path) -> R
             "-F", // a file, not a device: no question
             "-m",
             "0", // no blocks reserved for root: the container's root is its only user
+            "-b",
+            "4096", // whatever the size: growth keeps it, and 4K-sector disks take it
             "-L",
             "berth",
             "-d",
@@ -155,37 +160,44 @@ pub fn grow_online(path: &Path, device: &Path, new_size: u64) -> Result<(), Erro
     }
     let old_size = size(path)?;
     reserve(path, new_size)?;
-    let grown = grow_mounted(device, new_size);
-    if grown.is_err() {
-        // The file back to the size the filesystem still has, and the device with it.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|f| f.set_len(old_size));
-        if let Ok(dev) = rustix::fs::open(
-            device,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            let _ = berth_sys::loopdev::set_capacity(&dev);
+    match grow_mounted(device, new_size) {
+        Ok(()) => Ok(()),
+        // A resize that failed half-way may own blocks past the old end: the file keeps its
+        // new size then. Before the resize, the file (and the device) go back.
+        Err((e, false)) => {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(old_size));
+            if let Ok(dev) = rustix::fs::open(
+                device,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = berth_sys::loopdev::set_capacity(&dev);
+            }
+            Err(e)
         }
+        Err((e, true)) => Err(e),
     }
-    grown
 }
 
-fn grow_mounted(device: &Path, new_size: u64) -> Result<(), Error> {
+/// The device's new capacity, then the filesystem's; the flag says whether the resize
+/// itself was tried.
+fn grow_mounted(device: &Path, new_size: u64) -> Result<(), (Error, bool)> {
+    let before = |e: Error| (e, false);
     let dev = rustix::fs::open(
         device,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| bad(format!("open {}: {e}", device.display())))?;
+    .map_err(|e| before(bad(format!("open {}: {e}", device.display()))))?;
     berth_sys::loopdev::set_capacity(&dev)
-        .map_err(|e| bad(format!("tell {} its new size: {e}", device.display())))?;
+        .map_err(|e| before(bad(format!("tell {} its new size: {e}", device.display()))))?;
     // A second, detached mount of the same device shares the container's superblock: an
     // open directory of the filesystem to resize it through, and nothing on the host's
     // mount table.
-    let mnt = mount_detached(device)?;
+    let mnt = mount_detached(device).map_err(before)?;
     // The mount's descriptor is a path handle (O_PATH), which takes no ioctl: open its root.
     let root = rustix::fs::openat(
         &mnt,
@@ -193,11 +205,16 @@ fn grow_mounted(device: &Path, new_size: u64) -> Result<(), Error> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| bad(format!("open the disk's root: {e}")))?;
-    let st = rustix::fs::fstatfs(&root).map_err(|e| bad(format!("statfs the disk: {e}")))?;
+    .map_err(|e| before(bad(format!("open the disk's root: {e}"))))?;
+    let st =
+        rustix::fs::fstatfs(&root).map_err(|e| before(bad(format!("statfs the disk: {e}"))))?;
     let block = st.f_bsize as u64;
-    berth_sys::loopdev::ext4_resize(root.as_fd(), new_size / block)
-        .map_err(|e| bad(format!("grow the filesystem to {}: {e}", human(new_size))))
+    berth_sys::loopdev::ext4_resize(root.as_fd(), new_size / block).map_err(|e| {
+        (
+            bad(format!("grow the filesystem to {}: {e}", human(new_size))),
+            true,
+        )
+    })
 }
 
 /// A detached mount of the ext4 on `device` (see [`berth_sys::loopdev::mount_ext4`]).

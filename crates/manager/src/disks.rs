@@ -114,9 +114,11 @@ pub(crate) fn change(
             berth_sys::loopdev::attached_after(&image, std::time::Duration::from_secs(2))
         {
             return Err(refuse(format!(
-                "the disk is still attached to {} (mounted somewhere): try again in a moment, or find the mount (`findmnt {}`)",
+                "the disk is still attached to {} (a process keeps the container's old mount namespace, or a file in it, open): `grep -l {} /proc/*/mountinfo` finds it",
                 dev.display(),
-                dev.display()
+                dev.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             )));
         }
         return disk::resize_offline(&image, size).map_err(|e| as_key(e.into()));

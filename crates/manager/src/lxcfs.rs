@@ -99,8 +99,10 @@ pub fn ensure(store: &Store) -> Result<Option<PathBuf>, Error> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log);
-    // Its own session, away from the caller's terminal and signals: it outlives `start`.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // A daemon: it outlives `start`, in a session of its own, holding none of the caller's
+    // descriptors or its working directory.
+    cmd.current_dir("/");
+    berth_sys::exec::daemonize(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| Error::Io {
         what: format!("start {LXCFS}"),
         source: e,
@@ -109,21 +111,26 @@ pub fn ensure(store: &Store) -> Result<Option<PathBuf>, Error> {
     while !healthy(&dir) {
         if let Ok(Some(status)) = child.try_wait() {
             let text = std::fs::read_to_string(run.join("lxcfs.log")).unwrap_or_default();
-            return Err(Error::Container {
-                name: "lxcfs".into(),
-                reason: format!(
-                    "lxcfs exited ({status}) before mounting {}: {}",
+            return Err(Error::Io {
+                what: format!(
+                    "lxcfs exited ({status}) before mounting {} (see {}; `lxcfs = false` in the config does without): {}",
                     dir.display(),
+                    run.join("lxcfs.log").display(),
                     text.lines().last().unwrap_or("")
                 ),
+                source: std::io::Error::other("lxcfs failed"),
             });
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::Container {
-                name: "lxcfs".into(),
-                reason: format!("lxcfs did not mount {} within 5 s", dir.display()),
+            return Err(Error::Io {
+                what: format!(
+                    "lxcfs did not mount {} within 5 s (see {})",
+                    dir.display(),
+                    run.join("lxcfs.log").display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
             });
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -38,7 +38,7 @@ pub struct Shaping {
 fn check_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && !name.contains(['/', ':', ' ', '\n', '\0'])
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
         && name != "."
         && name != "..";
     if ok {

@@ -100,7 +100,7 @@ impl Drop for Pair {
 const RECEIVER: &str = r#"
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(60)
 print("ready", flush=True)
 c, _ = s.accept(); n = 0
 while True:

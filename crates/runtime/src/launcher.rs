@@ -394,10 +394,12 @@ fn mount_disk(image: &Path) -> Result<OwnedFd, LaunchError> {
     if let Some(dev) = berth_sys::loopdev::attached_after(image, std::time::Duration::from_secs(2))
     {
         return Err(LaunchError::berth(format!(
-            "the container's disk {} is still attached to {} (is it mounted elsewhere? `umount` it, or `losetup -d {}`)",
+            "the container's disk {} is still attached to {}: a process keeps the container's old mount namespace, or a file in it, open (`grep -l {} /proc/*/mountinfo` finds it)",
             image.display(),
             dev.display(),
-            dev.display()
+            dev.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         )));
     }
     let (dev, path) = berth_sys::loopdev::attach(image).map_err(|e| fail("attach", e))?;

@@ -29,6 +29,22 @@ pub fn cloexec_from(first: u32) {
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
 }
 
+/// Makes `cmd` start as a daemon: a session of its own (no terminal, no signal of the
+/// caller's session), and none of the caller's descriptors beyond stdio (a pipe a caller
+/// waits on would never reach EOF while the daemon lives). Its working directory is the
+/// caller's business (`Command::current_dir`).
+pub fn daemonize(cmd: &mut std::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2) and
+    // close_range(2), both async-signal-safe, touching no memory of the parent's.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            libc::setsid();
+            cloexec_from(3);
+            Ok(())
+        });
+    }
+}
+
 /// A command ready to exec: every C string built and every pointer array laid out, so that
 /// the exec itself allocates nothing (it may run in a child sharing its parent's memory).
 pub struct ExecPlan {

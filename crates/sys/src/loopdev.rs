@@ -46,6 +46,10 @@ struct LoopConfig {
     reserved: [u64; 8],
 }
 
+// The kernel's sizes (include/uapi/linux/loop.h): a layout mistake fails the build.
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
 /// Attaches `image` to a free loop device with autoclear; returns the device, open, and its
 /// path. The device stays attached while this descriptor or a mount of it lives.
 pub fn attach(image: &Path) -> Result<(OwnedFd, PathBuf), Errno> {
