@@ -92,6 +92,9 @@ pub fn ensure(store: &Store) -> Result<Option<PathBuf>, Error> {
     let mut cmd = std::process::Command::new(LXCFS);
     cmd.arg("--foreground")
         .arg("--enable-loadavg")
+        // The cpus limit (CFS quota) counts in /proc/cpuinfo and /proc/stat, not only the
+        // cpuset.
+        .arg("--enable-cfs")
         .arg("--enable-pidfd")
         .arg("--pidfile")
         .arg(pid_file(store))

@@ -59,11 +59,12 @@ impl Manager {
 fn net_bytes(pid: i32) -> Option<(u64, u64)> {
     // A container on the host's network (`net host`) has no traffic of its own to show.
     let ns = |p: &str| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        std::fs::metadata(p).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        })
     };
-    if ns(&format!("/proc/{pid}/ns/net")) == ns("/proc/1/ns/net") {
+    if ns(&format!("/proc/{pid}/ns/net")) == ns("/proc/self/ns/net") {
         return None;
     }
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;

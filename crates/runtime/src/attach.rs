@@ -179,6 +179,11 @@ fn helper_main(
             fail(125, e, format!("attach the terminal: {e}"));
         }
     }
+    // The container's process limits, while this process may still set them (a hard limit
+    // is raised only with CAP_SYS_RESOURCE, which dropping privileges ends).
+    if let Err((e, m)) = crate::rlimits::apply(&req.rlimits) {
+        fail(125, e, m);
+    }
     // No descriptor of the host reaches the command.
     berth_sys::exec::cloexec_from(3);
     let private_net = ns & berth_sys::clone::flags::NEWNET != 0;
@@ -210,10 +215,6 @@ fn helper_main(
         Ok(p) => p,
         Err(f) => fail(f.code, f.errno, describe(&f)),
     };
-    // Last, so that a low limit (nofile = 8, say) binds the command, not berth's own set-up.
-    if let Err((e, m)) = crate::rlimits::apply(&req.rlimits) {
-        fail(125, e, m);
-    }
     if let Err(e) = berth_sys::signal::block_all() {
         fail(125, e, format!("block signals: {e}"));
     }

@@ -168,12 +168,18 @@ pub fn stop_lxcfs_under(dir: &Path) {
         let m = Path::new(&mount);
         if m.file_name().is_some_and(|n| n == "lxcfs") {
             let _ = Command::new("umount").arg("-l").arg(m).output();
+            // lxcfs ends with its mount; one that lingers is ended by its pid, once its
+            // command line shows it is this lxcfs (a pid may have been reused).
             if let Some(pid) = m
                 .parent()
                 .and_then(|run| std::fs::read_to_string(run.join("lxcfs.pid")).ok())
                 .and_then(|p| p.trim().parse::<i32>().ok())
             {
-                let _ = Command::new("kill").arg(pid.to_string()).output();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&*mount) {
+                    let _ = Command::new("kill").arg(pid.to_string()).output();
+                }
             }
         }
     }
