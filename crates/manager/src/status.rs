@@ -113,7 +113,7 @@ fn limit_table(config: &berth_spec::config::Config) -> std::collections::BTreeMa
 
 /// Size and use of a running container's own disk: its root is an overlay, whose statfs
 /// reports the filesystem of its upper layer, the disk.
-fn disk_use(pid: i32) -> Option<(u64, u64)> {
+pub(crate) fn disk_use(pid: i32) -> Option<(u64, u64)> {
     let st = rustix::fs::statfs(format!("/proc/{pid}/root")).ok()?;
     let block = st.f_frsize as u64;
     let size = st.f_blocks as u64 * block;

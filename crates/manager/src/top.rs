@@ -23,6 +23,9 @@ pub struct Sample {
     /// Bytes received and sent on the container's interfaces other than loopback.
     pub net_rx_bytes: Option<u64>,
     pub net_tx_bytes: Option<u64>,
+    /// Bytes used of the container's own disk (`limits.disk`), and its size.
+    pub disk_used_bytes: Option<u64>,
+    pub disk_size_bytes: Option<u64>,
 }
 
 impl Manager {
@@ -37,6 +40,8 @@ impl Manager {
             let u = cg.usage();
             cg.release();
             let (rx, tx) = net_bytes(state.pid).unzip();
+            let disk = berth_image::disk::of(&self.store.container_dir(&name))
+                .and_then(|_| crate::status::disk_use(state.pid));
             out.push(Sample {
                 name,
                 pid: state.pid,
@@ -48,6 +53,8 @@ impl Manager {
                 io_write_bytes: u.io_write_bytes,
                 net_rx_bytes: rx,
                 net_tx_bytes: tx,
+                disk_used_bytes: disk.map(|d| d.1),
+                disk_size_bytes: disk.map(|d| d.0),
             });
         }
         Ok(out)

@@ -38,6 +38,8 @@ struct Row {
     io_write_bytes_per_s: Option<f64>,
     net_rx_bytes_per_s: Option<f64>,
     net_tx_bytes_per_s: Option<f64>,
+    disk_used_bytes: Option<u64>,
+    disk_size_bytes: Option<u64>,
 }
 
 fn rate(now: Option<u64>, before: Option<u64>, secs: f64) -> Option<f64> {
@@ -61,6 +63,8 @@ fn rows(before: &[Sample], now: Vec<Sample>, secs: f64) -> Vec<Row> {
                 memory_bytes: s.memory_bytes,
                 memory_limit_bytes: s.memory_limit_bytes,
                 pids: s.pids,
+                disk_used_bytes: s.disk_used_bytes,
+                disk_size_bytes: s.disk_size_bytes,
             }
         })
         .collect()
@@ -73,8 +77,15 @@ fn per_s(v: Option<f64>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<24} {:>8} {:>6} {:>21} {:>5} {:>23} {:>23}\n",
-        "NAME", "PID", "CPU%", "MEMORY (LIMIT)", "PIDS", "DISK READ/WRITE", "NET RX/TX"
+        "{:<24} {:>8} {:>6} {:>21} {:>5} {:>21} {:>23} {:>23}\n",
+        "NAME",
+        "PID",
+        "CPU%",
+        "MEMORY (LIMIT)",
+        "PIDS",
+        "DISK (SIZE)",
+        "DISK READ/WRITE",
+        "NET RX/TX"
     );
     for r in rows {
         let mem = match (r.memory_bytes, r.memory_limit_bytes) {
@@ -82,8 +93,12 @@ fn table(rows: &[Row]) -> String {
             (Some(m), None) => bytes(m),
             _ => "-".into(),
         };
+        let disk = match (r.disk_used_bytes, r.disk_size_bytes) {
+            (Some(u), Some(s)) => format!("{} ({})", bytes(u), bytes(s)),
+            _ => "-".into(),
+        };
         out.push_str(&format!(
-            "{:<24} {:>8} {:>6} {:>21} {:>5} {:>23} {:>23}\n",
+            "{:<24} {:>8} {:>6} {:>21} {:>5} {:>21} {:>23} {:>23}\n",
             r.name,
             r.pid,
             r.cpu_percent
@@ -91,6 +106,7 @@ fn table(rows: &[Row]) -> String {
                 .unwrap_or_else(|| "-".into()),
             mem,
             r.pids.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            disk,
             format!(
                 "{} {}",
                 per_s(r.io_read_bytes_per_s),
