@@ -46,6 +46,8 @@ fn debian_bookworm_builds_once_and_boots() {
             for n in &self.1 {
                 let _ = berth(self.0, &["delete", "--force", n]);
             }
+            // The lxcfs a start under this store began goes with the test too.
+            berth_e2e::stop_lxcfs_under(self.0);
         }
     }
     let _cleanup = Delete(&root, [name.clone(), second.clone()]);
