@@ -99,8 +99,16 @@ fn debian_bookworm_builds_once_and_boots() {
         )
         .stdout,
     );
-    let console = std::fs::read_to_string(root.join("containers").join(&name).join("console.log"))
-        .unwrap_or_default();
+    // The console's autologin may print a moment after systemd reports "running".
+    let log = root.join("containers").join(&name).join("console.log");
+    let mut console = String::new();
+    for _ in 0..100 {
+        console = std::fs::read_to_string(&log).unwrap_or_default();
+        if console.contains("root@") || console.contains("Automatic login") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let stop = berth(&root, &["stop", &name, "--timeout", "60"]);
     let _ = berth(&root, &["delete", "--force", &name]);
     let _ = berth(&root, &["delete", "--force", &second]);
