@@ -1,8 +1,9 @@
-//! berth-net: the host side of a container's network. For now: traffic shaping
-//! ([`shaping`]), which bounds a container's bandwidth from outside it.
+//! berth-net: the host side of a container's network: links over rtnetlink ([`link`]) and
+//! traffic shaping ([`shaping`]), which bounds a container's bandwidth from outside it.
 
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod shaping;
 
 pub use shaping::{Error, Shaping};

@@ -1,0 +1,210 @@
+//! Network links over rtnetlink, synchronously (no async runtime in a process that enters
+//! namespaces): veth pairs, a link's index, up, moved into another network namespace,
+//! deleted. The foundation of container interfaces; traffic shaping sits on their host end.
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// What can go wrong talking to the kernel about links.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("open a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("{what}: {source}")]
+    Kernel {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: the kernel's answer could not be read")]
+    Garbled { what: String },
+    #[error(
+        "interface name {0:?} is not one this host can have (1 to 15 bytes, no '/', ':' or space)"
+    )]
+    BadName(String),
+}
+
+/// Linux interface names: IFNAMSIZ - 1 bytes, no separators.
+pub fn check_name(name: &str) -> Result<(), LinkError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(LinkError::BadName(name.to_string()))
+    }
+}
+
+/// A route netlink socket of the calling thread's network namespace.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    pub fn open() -> Result<Netlink, LinkError> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(LinkError::Socket)?;
+        socket.bind_auto().map_err(LinkError::Socket)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(LinkError::Socket)?;
+        Ok(Netlink { socket, seq: 0 })
+    }
+
+    /// Sends `message` and reads the answer: the kernel's acknowledgement (or error), and
+    /// for a request without NLM_F_ACK semantics (a get), the first message it sends.
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<Option<RouteNetlinkMessage>, LinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.socket
+            .send(&buf, 0)
+            .map_err(|source| LinkError::Kernel {
+                what: what.to_string(),
+                source,
+            })?;
+        let mut answer = vec![0; 64 * 1024];
+        loop {
+            let n = self
+                .socket
+                .recv(&mut &mut answer[..], 0)
+                .map_err(|source| LinkError::Kernel {
+                    what: what.to_string(),
+                    source,
+                })?;
+            let mut offset = 0;
+            while offset < n {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer[offset..n])
+                    .map_err(|_| LinkError::Garbled {
+                        what: what.to_string(),
+                    })?;
+                let len = reply.header.length as usize;
+                if reply.header.sequence_number != self.seq {
+                    offset += len.max(1);
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(None),
+                            Some(code) => Err(LinkError::Kernel {
+                                what: what.to_string(),
+                                source: std::io::Error::from_raw_os_error(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(inner) => return Ok(Some(inner)),
+                    _ => {}
+                }
+                offset += len.max(1);
+            }
+        }
+    }
+
+    /// Creates the veth pair `name` <-> `peer` (both down, in this namespace).
+    pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<(), LinkError> {
+        check_name(name)?;
+        check_name(peer)?;
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        // NLM_F_EXCL shares its bit with a dump flag; with NLM_F_CREATE on a NEW request
+        // the kernel reads it as "fail if it exists".
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create the veth pair {name}/{peer}"),
+        )
+        .map(|_| ())
+    }
+
+    /// The index of link `name`, or None when there is no such link.
+    pub fn index(&mut self, name: &str) -> Result<Option<u32>, LinkError> {
+        check_name(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+            &format!("find link {name}"),
+        ) {
+            Ok(Some(RouteNetlinkMessage::NewLink(link))) => Ok(Some(link.header.index)),
+            Ok(_) => Ok(None),
+            Err(LinkError::Kernel { source, .. })
+                if source.raw_os_error() == Some(19 /* ENODEV */) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings link `index` up.
+    pub fn set_up(&mut self, index: u32) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("bring link {index} up"),
+        )
+        .map(|_| ())
+    }
+
+    /// Moves link `index` into the network namespace of process `pid`, named `new_name`
+    /// there (eth0 for a container's interface).
+    pub fn move_to_pid(&mut self, index: u32, pid: u32, new_name: &str) -> Result<(), LinkError> {
+        check_name(new_name)?;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::NetNsPid(pid));
+        msg.attributes
+            .push(LinkAttribute::IfName(new_name.to_string()));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("move link {index} into the network namespace of process {pid}"),
+        )
+        .map(|_| ())
+    }
+
+    /// Deletes link `index` (a veth takes its peer with it).
+    pub fn delete(&mut self, index: u32) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(
+            RouteNetlinkMessage::DelLink(msg),
+            NLM_F_ACK,
+            &format!("delete link {index}"),
+        )
+        .map(|_| ())
+    }
+}
