@@ -354,10 +354,13 @@ impl Manager {
             &new_limits,
             running.is_some(),
         )?;
-        let notes = match &running {
+        let mut notes = match &running {
             Some(state) => crate::live::apply(state, old, &new_limits)?,
             None => Vec::new(),
         };
+        if running.is_some() && old.lxcfs != new.lxcfs {
+            notes.push("lxcfs applies from the next start".to_string());
+        }
         let written = new
             .to_toml()
             .map_err(Error::from)

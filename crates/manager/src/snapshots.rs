@@ -144,6 +144,7 @@ impl Manager {
     /// `berth snapshot NAME [SNAP]`: the container's files now, under SNAP (default: the
     /// next free `snapN`). Returns the snapshot's name.
     pub fn snapshot(&self, name: &str, snap: Option<&str>) -> Result<String, Error> {
+        validate::name(name)?;
         crate::disks::refuse_layer_copy(&self.store, name, "snapshot")?;
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
@@ -235,6 +236,7 @@ impl Manager {
 
     /// `berth restore NAME SNAP`: the container's files as they were in SNAP (stopped only).
     pub fn restore(&self, name: &str, snap: &str) -> Result<(), Error> {
+        validate::name(name)?;
         crate::disks::refuse_layer_copy(&self.store, name, "restore")?;
         validate::name(name)?;
         let _lock = self.store.lock(name)?;
@@ -267,6 +269,7 @@ impl Manager {
     /// `berth copy SRC DST`: a new container with SRC's settings and a copy of its files (a
     /// running SRC is frozen meanwhile), named and hostnamed DST.
     pub fn copy(&self, src: &str, dst: &str) -> Result<(), Error> {
+        validate::name(src)?;
         crate::disks::refuse_layer_copy(&self.store, src, "copy")?;
         validate::name(src)?;
         validate::name(dst)?;

@@ -717,6 +717,30 @@ core = "unlimited"
         assert!(parse_cpuset("2", 2).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,24}") {
+            let _ = parse_rate(&s);
+            let _ = parse_cpuset(&s, 8);
+            let _ = parse_rlimit(&s, RlimitUnit::Count);
+            let _ = parse_rlimit(&s, RlimitUnit::Bytes);
+            let _ = parse_io_list(&s, true);
+            let _ = parse_io_list(&s, false);
+        }
+
+        #[test]
+        fn a_normalised_cpuset_reads_back_the_same(cpus in proptest::collection::btree_set(0usize..64, 1..10)) {
+            let text = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+            let once = parse_cpuset(&text, 64).expect("valid");
+            proptest::prop_assert_eq!(parse_cpuset(&once, 64).expect("valid"), once);
+        }
+
+        #[test]
+        fn mbit_rates_are_a_million_bits(n in 1u64..100_000) {
+            proptest::prop_assert_eq!(parse_rate(&format!("{n}mbit")).ok(), Some(n * 1_000_000));
+        }
+    }
+
     #[test]
     fn rlimits_take_soft_and_hard() {
         use RlimitUnit::*;
