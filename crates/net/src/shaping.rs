@@ -34,18 +34,9 @@ pub struct Shaping {
     pub egress_bps: Option<u64>,
 }
 
-/// Linux interface names: IFNAMSIZ - 1 bytes.
+/// Interface names as the kernel takes them (see [`crate::link::check_name`]).
 fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadName(name.to_string()))
-    }
+    crate::link::check_name(name).map_err(|_| Error::BadName(name.to_string()))
 }
 
 fn run(tool: &'static str, args: &[&str]) -> Result<(), Error> {
