@@ -168,7 +168,7 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
         Some("host") => NetMode::Host,
         _ => NetMode::Loopback,
     };
-    let mut binds: Vec<Bind> = config
+    let binds: Vec<Bind> = config
         .mounts
         .iter()
         .map(|m| Bind {
@@ -177,14 +177,6 @@ pub fn plan(store: &Store, name: &str, config: &Config) -> Result<Plan, Error> {
             readonly: m.readonly,
         })
         .collect();
-    if config.lxcfs != Some(false) {
-        match crate::lxcfs::ensure(store) {
-            Ok(Some(dir)) => binds.extend(crate::lxcfs::binds(&dir)),
-            Ok(None) => {}
-            // The container still runs, with the host's figures in /proc.
-            Err(e) => tracing::warn!("lxcfs: {e}; the container's /proc shows the host's figures"),
-        }
-    }
     Ok(Plan {
         name: host_name(store, name),
         rootfs,

@@ -208,7 +208,19 @@ impl Manager {
         }
         // What an interrupted restore or copy left is set right before the files are used.
         crate::snapshots::recover(&self.store, name);
-        let plan = lower::plan(&self.store, name, &config)?;
+        let mut plan = lower::plan(&self.store, name, &config)?;
+        // What the container's users see of its limits: lxcfs's files, started if need be
+        // (after the plan is made, so that a bad config starts nothing).
+        if config.lxcfs != Some(false) {
+            match crate::lxcfs::ensure(&self.store) {
+                Ok(Some(dir)) => plan.binds.extend(crate::lxcfs::binds(&dir)),
+                Ok(None) => {}
+                // The container still runs, with the host's figures in /proc.
+                Err(e) => {
+                    tracing::warn!("lxcfs: {e}; the container's /proc shows the host's figures")
+                }
+            }
+        }
         let stop_signal = lower::stop_signal(&config, &plan.rootfs);
         let layout = berth_cgroups::Layout::detect()?;
         let leftovers = clear_orphans(&self.store, &layout, name)?;
