@@ -31,3 +31,20 @@ find_berth() {
         BERTH_SKIP="BERTH=$BERTH is not an executable file"
     fi
 }
+
+# stop_lxcfs STATE: ends the lxcfs berth started for state root STATE (a system container's
+# start starts one when lxcfs is installed): its mount first, which usually ends it, then
+# the process by the pid berth recorded, once its command line shows it is that lxcfs (the
+# pid may have been reused).
+stop_lxcfs() {
+    local state=$1 pid
+    mountpoint -q "$state/run/lxcfs" 2>/dev/null || return 0
+    umount -l "$state/run/lxcfs"
+    sleep 0.1
+    [[ -f $state/run/lxcfs.pid ]] || return 0
+    pid=$(cat "$state/run/lxcfs.pid")
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$state/run/lxcfs"; then
+        kill "$pid" 2>/dev/null
+    fi
+    return 0
+}

@@ -112,6 +112,7 @@ cleanup() {
                 warn "berth delete --force $n failed: $(head -n1 "$TMP/delete.err")"
         done < <(berth_names)
     fi
+    [[ -n $STATE ]] && declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
     if [[ -n $LXCPATH && -d $LXCPATH ]] && command -v lxc-destroy >/dev/null; then
         for d in "$LXCPATH"/*/; do
             [[ -f $d/config ]] || continue

@@ -32,19 +32,7 @@ cleanup() {
             [[ -d $d ]] && "$BERTH" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
         done
     fi
-    # The lxcfs berth started for this state root, by the pid it recorded.
-    if mountpoint -q "$STATE/run/lxcfs" 2>/dev/null; then
-        umount -l "$STATE/run/lxcfs"
-        # It ends with its mount; one that lingers is ended by its pid once its command line
-        # shows it is this lxcfs (the pid may have been reused).
-        sleep 0.1
-        if [[ -f $STATE/run/lxcfs.pid ]]; then
-            pid=$(cat "$STATE/run/lxcfs.pid")
-            if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STATE/run/lxcfs"; then
-                kill "$pid" 2>/dev/null
-            fi
-        fi
-    fi
+    declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
     rm -rf --one-file-system "$TMP"
 }
 trap cleanup EXIT

@@ -381,6 +381,30 @@ pub mod system {
         text(&out.stdout)
     }
 
+    /// stderr of a refused command: exit 1, one line, berth's prefix.
+    pub fn one_line_refusal(out: &std::process::Output, what: &str) -> String {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{what}: not one line: {err}"
+        );
+        assert!(err.starts_with("berth: "), "{what}: {err}");
+        err
+    }
+
+    /// Names in `berth list`.
+    pub fn listed(w: &World) -> Vec<String> {
+        let list: Value =
+            serde_json::from_str(&ok(w, &["list", "--format", "json"])).expect("JSON");
+        list.as_array()
+            .expect("list array")
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub fn info(w: &World, name: &str) -> Value {
         serde_json::from_str(&ok(w, &["info", name, "--format", "json"])).expect("info JSON")
     }

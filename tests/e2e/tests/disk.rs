@@ -7,7 +7,7 @@
 //! allow), moving an existing container into a disk, and refusals: bad sizes, storage that
 //! a disk cannot hold, and the commands that copy a layer as host files.
 
-use berth_e2e::system::{Running, info, ok, wait_until};
+use berth_e2e::system::{Running, info, listed, ok, one_line_refusal, wait_until};
 use berth_e2e::{World, mounts_under, root_or_skip, text, unique};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -111,29 +111,6 @@ fn df_total(w: &World, name: &str) -> u64 {
 /// anything between 70% and 100% of it.
 fn about(total: u64, size: u64) -> bool {
     total <= size && total * 10 >= size * 7
-}
-
-/// stderr of a refused command: exit 1, one line, berth's prefix.
-fn one_line_refusal(out: &Output, what: &str) -> String {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{what}: not one line: {err}"
-    );
-    assert!(err.starts_with("berth: "), "{what}: {err}");
-    err
-}
-
-/// Names in `berth list`.
-fn listed(w: &World) -> Vec<String> {
-    let list: Value = serde_json::from_str(&ok(w, &["list", "--format", "json"])).expect("JSON");
-    list.as_array()
-        .expect("list array")
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// Fills the container's disk of `size` bytes from inside: a write of twice its size stops

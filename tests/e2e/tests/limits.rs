@@ -5,7 +5,7 @@
 //! changes. The cgroup-file checks are for cgroup v1 (this host is v1 hybrid); the same on
 //! pure v2 is in cgroup_v2.rs.
 
-use berth_e2e::system::{Running, info, ok, wait_until};
+use berth_e2e::system::{Running, info, listed, ok, one_line_refusal, wait_until};
 use berth_e2e::{World, cgroups_of, root_or_skip, text, unique};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -64,29 +64,6 @@ fn read(path: &Path) -> String {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .trim()
         .to_string()
-}
-
-/// stderr of a refused command: exit 1, one line, berth's prefix.
-fn one_line_refusal(out: &std::process::Output, what: &str) -> String {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{what}: not one line: {err}"
-    );
-    assert!(err.starts_with("berth: "), "{what}: {err}");
-    err
-}
-
-/// Names in `berth list`.
-fn listed(w: &World) -> Vec<String> {
-    let list: Value = serde_json::from_str(&ok(w, &["list", "--format", "json"])).expect("JSON");
-    list.as_array()
-        .expect("list array")
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[test]
