@@ -147,10 +147,7 @@ pub fn size(path: &Path) -> Result<u64, Error> {
 pub fn grow_online(path: &Path, device: &Path, new_size: u64) -> Result<(), Error> {
     // ext4 resizes only for CAP_SYS_RESOURCE (fs/ext4/ioctl.c), which root may lack (as on
     // hosts that drop it from every process): say so before anything changes.
-    let may = rustix::thread::capabilities(None).is_ok_and(|c| {
-        c.effective
-            .contains(rustix::thread::CapabilitySet::SYS_RESOURCE)
-    });
+    let may = berth_sys::caps::has_sys_resource();
     if !may {
         return Err(bad(
             "growing a mounted ext4 needs CAP_SYS_RESOURCE, which this process lacks: stop the \

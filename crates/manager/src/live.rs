@@ -14,19 +14,9 @@ use crate::Error;
 /// still says. Returns notes on changed settings that wait for the next start.
 pub(crate) fn apply(
     state: &State,
-    old: &Config,
+    old_limits: &Limits,
     new_limits: &Limits,
 ) -> Result<Vec<String>, Error> {
-    // The old limits as the cgroup holds them; a device of the old config that is gone now
-    // cannot be reset anyway, so its throttle is left out rather than failing the change.
-    let old_limits = crate::lower::limits(old).unwrap_or_else(|_| {
-        let mut l = old
-            .limits
-            .resolve(crate::ops::host_cpus())
-            .unwrap_or_default();
-        l.io.clear();
-        l
-    });
     let cgroup = Cgroup::adopt(&crate::ops::paths(state));
     // A memory limit below what the container holds would make v2 OOM-kill it (v1 refuses
     // with EBUSY): refuse before writing, with the figure.
@@ -44,15 +34,15 @@ pub(crate) fn apply(
             ),
         )));
     }
-    let result = cgroup.update(&old_limits, new_limits);
+    let result = cgroup.update(old_limits, new_limits);
     if result.is_err()
-        && let Err(e) = cgroup.update(new_limits, &old_limits)
+        && let Err(e) = cgroup.update(new_limits, old_limits)
     {
         tracing::warn!("could not put the old limits back: {e}");
     }
     cgroup.release();
     result?;
-    Ok(deferred(&old_limits, new_limits))
+    Ok(deferred(old_limits, new_limits))
 }
 
 /// The changed settings a running container does not take: rlimits are inherited per
@@ -69,4 +59,18 @@ fn deferred(old: &Limits, new: &Limits) -> Vec<String> {
         notes.push("limits.disk_inodes applies from the next start".to_string());
     }
     notes
+}
+
+/// The limits a container's current config put in place, as the cgroup holds them. A device
+/// of that config which is gone now cannot be reset anyway, so its throttle is left out
+/// rather than failing the change.
+pub(crate) fn in_force(old: &Config) -> Limits {
+    crate::lower::limits(old).unwrap_or_else(|_| {
+        let mut l = old
+            .limits
+            .resolve(crate::ops::host_cpus())
+            .unwrap_or_default();
+        l.io.clear();
+        l
+    })
 }

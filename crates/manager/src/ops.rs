@@ -358,7 +358,7 @@ impl Manager {
         same_rootfs(old, new)?;
         let new_limits = crate::lower::limits(new)?;
         let running = self.running_state(name)?;
-        let old_limits = crate::lower::limits(old).unwrap_or_default();
+        let old_limits = crate::live::in_force(old);
         crate::disks::change(
             &self.store,
             name,
@@ -367,7 +367,7 @@ impl Manager {
             running.is_some(),
         )?;
         let mut notes = match &running {
-            Some(state) => crate::live::apply(state, old, &new_limits)?,
+            Some(state) => crate::live::apply(state, &old_limits, &new_limits)?,
             None => Vec::new(),
         };
         if running.is_some() && old.lxcfs != new.lxcfs {
@@ -379,8 +379,8 @@ impl Manager {
             .and_then(|text| Ok(self.store.write_config(name, &text)?));
         if let Err(e) = written {
             // The kernel must not keep limits the config does not say.
-            if let (Some(state), Ok(old_limits)) = (&running, crate::lower::limits(old)) {
-                let _ = crate::live::apply(state, new, &old_limits);
+            if let Some(state) = &running {
+                let _ = crate::live::apply(state, &new_limits, &old_limits);
             }
             return Err(e);
         }

@@ -25,10 +25,6 @@ fn resource(name: &str) -> Option<Resource> {
 /// Refuses a hard limit above the caller's own unless it may raise it (CAP_SYS_RESOURCE in
 /// the host's user namespace; a container's root never has it over the host's limits).
 pub fn check(limits: &[Rlimit]) -> Result<(), String> {
-    let may_raise = rustix::thread::capabilities(None).is_ok_and(|c| {
-        c.effective
-            .contains(rustix::thread::CapabilitySet::SYS_RESOURCE)
-    });
     for l in limits {
         let Some(r) = resource(l.name) else {
             return Err(format!("limits.{}: not an rlimit berth knows", l.name));
@@ -51,7 +47,7 @@ pub fn check(limits: &[Rlimit]) -> Result<(), String> {
             (None, Some(_)) => true,
             (Some(want), Some(have)) => want > have,
         };
-        if above && !may_raise {
+        if above && !berth_sys::caps::has_sys_resource() {
             let show = |v: Option<u64>| v.map_or_else(|| "unlimited".into(), |v| v.to_string());
             return Err(format!(
                 "limits.{}: the hard limit {} is above berth's own ({}), and raising it needs \

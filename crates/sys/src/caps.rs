@@ -33,3 +33,12 @@ pub fn clear_ambient() -> Result<(), Errno> {
         Err(Errno::from_raw_os_error(last_errno()))
     }
 }
+
+/// Whether this process holds CAP_SYS_RESOURCE in its effective set: what raising a hard
+/// rlimit and resizing a mounted ext4 ask for (root may lack it, where a host drops it).
+pub fn has_sys_resource() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_RESOURCE)
+    })
+}
