@@ -80,14 +80,15 @@ fn a_memory_hog_is_oom_killed_and_info_counts_it() {
     assert_eq!(usage(&w, &c.name, "memory_limit_bytes"), 32 * MIB);
     assert_eq!(usage(&w, &c.name, "oom_kills"), 0);
     // The shell builds a variable of 80 MB of 'a's: far past 32MiB, so the OOM killer ends
-    // the biggest process in the cgroup, the shell, before it can say it survived.
+    // the biggest process in the cgroup, the shell, before it can say it survived. The
+    // shell marks itself as the killer's first choice, so that init is never taken instead.
     let out = w.run(&[
         "exec",
         &c.name,
         "--",
         "sh",
         "-c",
-        "a=$(head -c 80000000 /dev/zero | tr '\\0' a); echo survived",
+        "echo 1000 > /proc/self/oom_score_adj; a=$(head -c 80000000 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert!(
         !out.status.success(),
