@@ -88,6 +88,12 @@ enum Command {
     Copy(cmd::snapshot::CopyArgs),
     /// Make an image of a container's files (now, or from a snapshot).
     Publish(cmd::snapshot::PublishArgs),
+    /// Manage networks: create, list, show, delete.
+    Network(cmd::net::NetworkArgs),
+    /// Forward host ports to a container: add, list, remove.
+    Port(cmd::net::PortArgs),
+    /// Find and remove what stopped or deleted containers left on the host.
+    Doctor(cmd::net::DoctorArgs),
 }
 
 /// The C entry point, instead of Rust's `fn main`.
@@ -192,6 +198,9 @@ fn real_main() -> u8 {
         Command::Restore(a) => cmd::snapshot::restore(root, a),
         Command::Copy(a) => cmd::snapshot::copy(root, a),
         Command::Publish(a) => cmd::snapshot::publish(root, a),
+        Command::Network(a) => cmd::net::network(root, a),
+        Command::Port(a) => cmd::net::port(root, a),
+        Command::Doctor(a) => cmd::net::doctor(root, a),
     })
 }
 

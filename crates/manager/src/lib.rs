@@ -10,6 +10,7 @@ mod layers;
 mod live;
 pub mod lower;
 pub mod lxcfs;
+pub mod networks;
 pub mod ops;
 pub mod snapshots;
 pub mod status;
@@ -57,6 +58,8 @@ pub enum Error {
     Start { name: String, reason: String },
     #[error("container {name:?}: {reason}")]
     Container { name: String, reason: String },
+    #[error("{0}")]
+    Net(String),
     #[error("{what}: {errno}")]
     Sys { what: &'static str, errno: Errno },
     #[error("{what}: {source}")]

@@ -116,6 +116,7 @@ impl Manager {
         config.validate(host_cpus())?;
         // Devices named by I/O limits exist, and every limit is one this host can enforce.
         let limits = lower::limits(&config)?;
+        crate::networks::check_config(&self.store, name, &config)?;
         // Find (or build) the image now, so that a bad image name fails here, and record
         // which one it is: the container stays on it whatever the name points at later.
         // Until the container is in place, no image removal may run (see users_lock).
@@ -209,6 +210,10 @@ impl Manager {
         // What an interrupted restore or copy left is set right before the files are used.
         crate::snapshots::recover(&self.store, name);
         let mut plan = lower::plan(&self.store, name, &config)?;
+        // eth0: its network up (made on first use) and its address reserved.
+        if let Some(iface) = crate::networks::attach(&self.store, name, &config)? {
+            plan.net = berth_spec::NetMode::Interface(Box::new(iface));
+        }
         // What the container's users see of its limits: lxcfs's files, started if need be
         // (after the plan is made, so that a bad config starts nothing).
         if config.lxcfs != Some(false) {
@@ -233,7 +238,12 @@ impl Manager {
             // The supervisor died before recording the container: end what it started.
             let _ = Cgroup::adopt(&leftovers).remove();
         }
-        started
+        started?;
+        // Its port forwards, now that it runs (they follow its address).
+        crate::networks::started(&self.store, name, &config).map_err(|e| Error::Start {
+            name: name.to_string(),
+            reason: format!("it runs, but its port forwards failed: {e}"),
+        })
     }
 
     /// `berth stop`: the init's halt signal, then (after the timeout) everything in the
@@ -277,6 +287,9 @@ impl Manager {
         // the lock and then finds the container's record gone (see supervisor::finish).
         cgroup.remove()?;
         self.store.clear_state(name)?;
+        if let Ok(config) = self.config(name) {
+            crate::networks::stopped(&self.store, name, &config);
+        }
         Ok(())
     }
 
@@ -329,6 +342,10 @@ impl Manager {
             clear_orphans(&self.store, &berth_cgroups::Layout::detect()?, name)?;
         }
         self.store.remove_container(name)?;
+        // Its address is free again and its name resolves no more.
+        if let Err(e) = crate::networks::release(&self.store, name) {
+            tracing::warn!("releasing the address of {name}: {e}");
+        }
         // An image kept only for this container (deleted with --force meanwhile) goes too.
         if let Err(e) = crate::images::prune(&self.store) {
             tracing::warn!("removing unused images: {e}");
@@ -357,6 +374,7 @@ impl Manager {
     fn replace_locked(&self, name: &str, old: &Config, new: &Config) -> Result<Vec<String>, Error> {
         same_rootfs(old, new)?;
         let new_limits = crate::lower::limits(new)?;
+        crate::networks::check_config(&self.store, name, new)?;
         let running = self.running_state(name)?;
         let old_limits = crate::live::in_force(old);
         crate::disks::change(
@@ -384,7 +402,43 @@ impl Manager {
             }
             return Err(e);
         }
+        if running.is_some() && old.nets != new.nets {
+            notes.push("the network change applies from the next start".to_string());
+        }
+        if running.is_some() && old.ports != new.ports {
+            // Forwards follow the config at once.
+            crate::networks::ports_changed(&self.store)?;
+        }
         Ok(notes)
+    }
+
+    /// `berth port add`: a forward from the host's `port.host_port` to the container's
+    /// `port.container_port`, in force while the container runs.
+    pub fn port_add(&self, name: &str, port: berth_spec::config::PortConfig) -> Result<(), Error> {
+        let _lock = self.store.lock(name)?;
+        let old = self.config(name)?;
+        let mut new = old.clone();
+        new.ports.push(port);
+        new.validate(host_cpus())?;
+        self.replace_locked(name, &old, &new).map(|_| ())
+    }
+
+    /// `berth port remove`: the forward of host port `host_port` (`proto`) goes.
+    pub fn port_remove(&self, name: &str, host_port: u16, proto: &str) -> Result<(), Error> {
+        let _lock = self.store.lock(name)?;
+        let old = self.config(name)?;
+        let mut new = old.clone();
+        new.ports
+            .retain(|p| !(p.host_port == host_port && p.proto == proto));
+        if new.ports.len() == old.ports.len() {
+            return Err(Error::Container {
+                name: name.to_string(),
+                reason: format!(
+                    "no forward of host port {host_port}/{proto} (`berth port list {name}`)"
+                ),
+            });
+        }
+        self.replace_locked(name, &old, &new).map(|_| ())
     }
 
     /// `berth autostart`: starts every container whose config says `autostart.enabled`, by

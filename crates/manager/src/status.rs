@@ -67,7 +67,11 @@ impl Manager {
             name: name.to_string(),
             state: run_state,
             pid: state.as_ref().map(|s| s.pid),
-            ipv4: Vec::new(),
+            ipv4: if state.is_some() {
+                crate::networks::addresses(&self.store, name, &config)
+            } else {
+                Vec::new()
+            },
             image: config
                 .rootfs
                 .image

@@ -430,6 +430,13 @@ fn finish(store: &Store, name: &str, running: Running, pid_start: u64) {
         let _ = cg.remove();
     }
     let _ = store.clear_state(name);
+    if let Some(config) = store
+        .read_config(name)
+        .ok()
+        .and_then(|t| toml::from_str::<berth_spec::config::Config>(&t).ok())
+    {
+        crate::networks::stopped(store, name, &config);
+    }
     if running.console.is_some() {
         let _ = std::fs::remove_file(console_socket(store, name));
     }

@@ -3,7 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addr;
+pub mod dnsmasq;
 pub mod link;
+pub mod nat;
 pub mod shaping;
 
 pub use shaping::{Error, Shaping};

@@ -1,16 +1,23 @@
 //! Network links over rtnetlink, synchronously (no async runtime in a process that enters
-//! namespaces): veth pairs, a link's index, up, moved into another network namespace,
-//! deleted. The foundation of container interfaces; traffic shaping sits on their host end.
+//! namespaces): veth pairs, bridges and macvlans, a link's index, MAC, master and state,
+//! moved into another network namespace, deleted; addresses and routes on them. The
+//! foundation of container interfaces; traffic shaping sits on their host end.
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode,
 };
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::net::IpAddr;
 
 /// What can go wrong talking to the kernel about links.
 #[derive(Debug, thiserror::Error)]
@@ -122,12 +129,28 @@ impl Netlink {
 
     /// Creates the veth pair `name` <-> `peer` (both down, in this namespace).
     pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<(), LinkError> {
+        self.create_veth_with_mac(name, peer, None)
+    }
+
+    /// Creates the veth pair `name` <-> `peer`, the peer with MAC `peer_mac` when given (a
+    /// container keeps one MAC for life, so that DHCP and neighbours know it again).
+    pub fn create_veth_with_mac(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Result<(), LinkError> {
         check_name(name)?;
         check_name(peer)?;
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
+        if let Some(mac) = peer_mac {
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
+        }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -206,5 +229,165 @@ impl Netlink {
             &format!("delete link {index}"),
         )
         .map(|_| ())
+    }
+
+    /// Creates the bridge `name` (down, with no ports).
+    pub fn create_bridge(&mut self, name: &str) -> Result<(), LinkError> {
+        check_name(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create the bridge {name}"),
+        )
+        .map(|_| ())
+    }
+
+    /// Creates `name`, a macvlan in bridge mode on link `parent` (so that the containers of
+    /// one parent reach each other), with MAC `mac` when given.
+    pub fn create_macvlan(
+        &mut self,
+        name: &str,
+        parent: u32,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), LinkError> {
+        check_name(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Link(parent));
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Bridge,
+            )])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create the macvlan {name} on link {parent}"),
+        )
+        .map(|_| ())
+    }
+
+    /// Makes link `index` a port of bridge `master`.
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<(), LinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("attach link {index} to bridge {master}"),
+        )
+        .map(|_| ())
+    }
+
+    /// Adds `addr/prefix` to link `index`. An address the link already has is not an error
+    /// (bringing a network up again after a crash finds its bridge configured).
+    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.prefix_len = prefix;
+        msg.header.family = family(&addr);
+        if addr.is_ipv6() {
+            // A container's or bridge's address is known to be unique here: no duplicate
+            // address detection, which would hold the address back for a second or more.
+            msg.header.flags = AddressHeaderFlags::Nodad;
+        }
+        msg.attributes.push(AddressAttribute::Local(addr));
+        msg.attributes.push(AddressAttribute::Address(addr));
+        if let IpAddr::V4(v4) = addr
+            && prefix < 31
+        {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            let broadcast = std::net::Ipv4Addr::from(u32::from(v4) | host_bits);
+            msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+        }
+        match self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add address {addr}/{prefix} to link {index}"),
+        ) {
+            Err(LinkError::Kernel { source, .. })
+                if source.raw_os_error() == Some(17 /* EEXIST */) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Adds a route to `dest/prefix` (the default route when None) through `gateway`, or
+    /// straight out of link `oif` when there is no gateway (a link-scope route: how a routed
+    /// container reaches the host, and how the host reaches a routed container).
+    pub fn add_route(
+        &mut self,
+        dest: Option<(IpAddr, u8)>,
+        gateway: Option<IpAddr>,
+        oif: u32,
+    ) -> Result<(), LinkError> {
+        let v6 = match (dest, gateway) {
+            (Some((d, _)), _) => d.is_ipv6(),
+            (None, Some(g)) => g.is_ipv6(),
+            (None, None) => false,
+        };
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.scope = if gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if let Some((d, prefix)) = dest {
+            msg.header.destination_prefix_length = prefix;
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(d)));
+        }
+        if let Some(g) = gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(g)));
+        }
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        let what = match (dest, gateway) {
+            (Some((d, p)), Some(g)) => format!("add a route to {d}/{p} via {g}"),
+            (Some((d, p)), None) => format!("add a route to {d}/{p} on link {oif}"),
+            (None, Some(g)) => format!("add the default route via {g}"),
+            (None, None) => format!("add the default route on link {oif}"),
+        };
+        match self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &what,
+        ) {
+            Err(LinkError::Kernel { source, .. })
+                if source.raw_os_error() == Some(17 /* EEXIST */) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+fn family(addr: &IpAddr) -> AddressFamily {
+    if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
     }
 }

@@ -131,8 +131,15 @@ fn setup(ctx: &ChildCtx<'_>) -> Result<(), Failure> {
     if let Some(h) = &plan.hostname {
         rustix::system::sethostname(h.as_bytes()).map_err(step("set the hostname"))?;
     }
-    if plan.net == NetMode::Loopback {
+    if plan.net != NetMode::Host {
         berth_sys::net::loopback_up().map_err(step("bring up the loopback interface"))?;
+    }
+    if let NetMode::Interface(iface) = &plan.net {
+        crate::netdev::configure_inside(iface).map_err(|message| Failure {
+            code: 125,
+            errno: rustix::io::Errno::INVAL,
+            message,
+        })?;
     }
     match ctx.pty_slave {
         Some(slave) => attach_terminal(slave)?,

@@ -160,6 +160,14 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     } else {
         None
     };
+    // The host side of eth0 before any process exists: a missing bridge or parent costs
+    // nothing to refuse, and the link is deleted again on any error until it has moved in.
+    let mut host_side = match &plan.net {
+        NetMode::Interface(iface) => {
+            Some(crate::netdev::prepare(iface).map_err(LaunchError::berth)?)
+        }
+        _ => None,
+    };
     let (parent_sock, child_sock) = sync::pair().map_err(errno_ctx("create the sync socket"))?;
     // The child is born in its cgroups: the v1 ones because we step into them for the
     // clone (see Cgroup::enter_v1), the cgroup2 one through CLONE_INTO_CGROUP.
@@ -214,6 +222,7 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
         &rootfs,
         overlay_rw.as_ref(),
         terminal.as_ref(),
+        host_side.as_mut(),
         &parent_sock,
     );
     // Out of the cgroup whatever happened: on an error below the cgroup is removed, which
@@ -258,10 +267,14 @@ fn start_child(
     rootfs: &OwnedFd,
     overlay_rw: Option<&OwnedFd>,
     terminal: Option<&pty::Pty>,
+    host_side: Option<&mut crate::netdev::HostSide<'_>>,
     sock: &OwnedFd,
 ) -> Result<(), LaunchError> {
     if let Some(map) = &plan.id_map {
         write_id_maps(pid, map)?;
+    }
+    if let Some(side) = host_side {
+        side.move_into(pid).map_err(LaunchError::berth)?;
     }
     // A rootfs already owned by the container's ids (chowned into the range once, as LXC's
     // unprivileged containers are) needs no idmapped mount: the way to run unprivileged on
@@ -376,7 +389,7 @@ fn clone_flags(plan: &Plan) -> u64 {
     if plan.id_map.is_some() {
         f |= flags::NEWUSER;
     }
-    if plan.net == NetMode::Loopback {
+    if plan.net != NetMode::Host {
         f |= flags::NEWNET;
     }
     f

@@ -11,6 +11,7 @@ pub mod exec;
 mod init;
 pub mod launcher;
 pub mod mounts;
+mod netdev;
 mod preflight;
 mod privileges;
 pub mod pty;

@@ -3,6 +3,7 @@
 //! checked by [`Config::validate`], and `berth config get/set` address keys by dotted path.
 
 pub use crate::limits::LimitsConfig;
+pub use crate::netconfig::{NetConfig, PortConfig};
 use crate::{SpecError, validate};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub struct Config {
     pub nets: Vec<NetConfig>,
     #[serde(default, rename = "mount", skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountConfig>,
+    #[serde(default, rename = "port", skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
 }
 
 fn default_init() -> Vec<String> {
@@ -82,14 +85,6 @@ impl Rootfs {
     pub fn is_overlay(&self) -> bool {
         self.image.is_some() && self.mode.as_deref().unwrap_or("overlay") == "overlay"
     }
-}
-
-/// One `[[net]]` entry. This version knows `none` (loopback only) and `host`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
 }
 
 /// One `[[mount]]` entry: a host path bound into the container.
@@ -158,6 +153,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits.disk_inodes", "a whole number of inodes"),
     ("limits.net_ingress", "a rate, e.g. 100mbit"),
     ("limits.net_egress", "a rate, e.g. 20mbit"),
+    ("net.type", "bridge, routed, macvlan, none or host"),
+    (
+        "net.bridge",
+        "a berth network (berth network list) or a host bridge; default berth0",
+    ),
+    ("net.parent", "the host interface of a macvlan, e.g. eth0"),
+    (
+        "net.ipv4",
+        "dhcp, or an address with its prefix, e.g. 10.44.0.10/24 (routed: 10.44.0.10)",
+    ),
+    ("net.gateway", "the IPv4 gateway of a static address"),
+    ("net.ipv6", "a static IPv6 address with its prefix"),
+    ("net.mac", "the MAC of eth0, e.g. 02:00:0a:2c:00:0a"),
     ("limits.nofile", "SOFT[:HARD] open files, e.g. 1024:4096"),
     ("limits.nproc", "SOFT[:HARD] processes per user"),
     (
@@ -201,6 +209,7 @@ impl Config {
             limits: LimitsConfig::default(),
             nets: Vec::new(),
             mounts: Vec::new(),
+            ports: Vec::new(),
         }
     }
 
@@ -274,11 +283,31 @@ impl Config {
             }
         }
         self.limits.resolve(host_cpus)?;
+        if self.nets.len() > 1 {
+            return Err(SpecError::Key(
+                "net",
+                "a container has one [[net]] interface (eth0) in this version".into(),
+            ));
+        }
         for n in &self.nets {
-            if n.kind != "none" && n.kind != "host" {
+            n.validate()?;
+        }
+        let net = NetConfig::effective(&self.nets);
+        for (i, p) in self.ports.iter().enumerate() {
+            p.validate()?;
+            if net.kind == "none" || net.kind == "host" {
                 return Err(SpecError::Key(
-                    "net.type",
-                    format!("{:?} is not supported yet: use none or host", n.kind),
+                    "port",
+                    format!(
+                        "forwards need an interface to forward to, and net.type is {}",
+                        net.kind
+                    ),
+                ));
+            }
+            if let Some(q) = self.ports[..i].iter().find(|q| q.clashes(p)) {
+                return Err(SpecError::Key(
+                    "port",
+                    format!("host port {}/{} is forwarded twice", q.host_port, q.proto),
                 ));
             }
         }
@@ -297,6 +326,19 @@ impl Config {
     /// The value at a dotted key, as TOML text.
     /// A known key that is not set reads as the empty text (as `lxc config get` prints it).
     pub fn get(&self, dotted: &str) -> Result<String, SpecError> {
+        if let Some(key) = dotted.strip_prefix("net.") {
+            // The one [[net]] entry, or the default one when the file has none.
+            if !KEYS.iter().any(|(k, _)| *k == dotted) {
+                return Err(unknown_key(dotted));
+            }
+            let net = toml::Value::try_from(NetConfig::effective(&self.nets))
+                .map_err(|e| SpecError::Config(e.to_string()))?;
+            return Ok(match net.get(key) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            });
+        }
         let value = toml::Value::try_from(self).map_err(|e| SpecError::Config(e.to_string()))?;
         let mut v = &value;
         for part in dotted.split('.') {
@@ -316,6 +358,9 @@ impl Config {
     pub fn with(&self, dotted: &str, raw: &str, host_cpus: usize) -> Result<Config, SpecError> {
         if !KEYS.iter().any(|(k, _)| *k == dotted) {
             return Err(unknown_key(dotted));
+        }
+        if let Some(key) = dotted.strip_prefix("net.") {
+            return self.with_net(key, raw, host_cpus);
         }
         let mut value =
             toml::Value::try_from(self).map_err(|e| SpecError::Config(e.to_string()))?;
@@ -339,6 +384,30 @@ impl Config {
         let c: Config = value.try_into().map_err(|e: toml::de::Error| {
             SpecError::Key(key_name(dotted), e.message().to_string())
         })?;
+        c.validate(host_cpus)?;
+        Ok(c)
+    }
+}
+
+impl Config {
+    /// `net.KEY=VALUE`: a key of the one [[net]] entry (made from the default when there
+    /// is none). Setting `net.type` starts the entry afresh, since most other keys belong
+    /// to one type; an empty value unsets a key.
+    fn with_net(&self, key: &str, raw: &str, host_cpus: usize) -> Result<Config, SpecError> {
+        let mut net = NetConfig::effective(&self.nets);
+        let value = (!raw.is_empty()).then(|| raw.to_string());
+        match key {
+            "type" => net = NetConfig::of(raw),
+            "bridge" => net.bridge = value,
+            "parent" => net.parent = value,
+            "ipv4" => net.ipv4 = value,
+            "gateway" => net.gateway = value,
+            "ipv6" => net.ipv6 = value,
+            "mac" => net.mac = value,
+            _ => return Err(unknown_key(&format!("net.{key}"))),
+        }
+        let mut c = self.clone();
+        c.nets = vec![net];
         c.validate(host_cpus)?;
         Ok(c)
     }

@@ -5,15 +5,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod config;
 pub mod limits;
+pub mod netconfig;
 pub mod passwd;
 pub mod plan;
 pub mod units;
 pub mod validate;
 
 pub use limits::{IoLimit, Limits, LimitsConfig, Rlimit};
-pub use plan::{Bind, IdMap, NetMode, Plan, User};
+pub use plan::{Bind, Dns, IdMap, Iface, IfaceKind, NetMode, Plan, User};
 pub use units::{parse_cpus, parse_size};
 
 /// Every way a piece of user input can be wrong. Each variant names the input and says what

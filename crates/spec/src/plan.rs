@@ -25,12 +25,55 @@ pub struct IdMap {
 }
 
 /// Which network the container gets.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NetMode {
     /// The host's own network namespace (chroot's behaviour, `--net host`).
     Host,
     /// A new network namespace with only the loopback interface, up.
     Loopback,
+    /// A new network namespace with loopback and eth0.
+    Interface(Box<Iface>),
+}
+
+/// The container's eth0 and how its host side is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iface {
+    pub kind: IfaceKind,
+    /// The host end of the veth (for a macvlan: its name until it moves in).
+    pub host_name: String,
+    /// The container end's name on the host, before it moves in and becomes eth0.
+    pub peer_name: String,
+    pub mac: [u8; 6],
+    /// Static addresses, set before init starts (None: the guest asks by DHCP / RA).
+    pub ipv4: Option<crate::cidr::Ipv4Net>,
+    pub gateway4: Option<std::net::Ipv4Addr>,
+    pub ipv6: Option<crate::cidr::Ipv6Net>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
+    /// On a managed network, the resolver the guest should use (the network's dnsmasq),
+    /// written to /etc/resolv.conf before init if the guest has none of its own.
+    pub dns: Option<Dns>,
+}
+
+/// The resolver of a managed network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    pub server: std::net::IpAddr,
+    pub search: String,
+    /// The host's /etc/resolv.conf: a guest file identical to it is a copy made when the
+    /// rootfs was built (debootstrap does that) and is replaced too.
+    pub host_copy: Option<String>,
+}
+
+/// What the host end of eth0 is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IfaceKind {
+    /// A veth whose host end is a port of this bridge.
+    Bridge(String),
+    /// A veth with a host route to the container's address and proxy ARP: no bridge, no
+    /// MAC seen outside (OpenVZ's venet).
+    Routed,
+    /// A macvlan (bridge mode) on this host interface.
+    Macvlan(String),
 }
 
 /// The credentials the command runs with, as numbers inside the container.

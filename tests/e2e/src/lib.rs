@@ -128,6 +128,31 @@ impl Default for World {
     }
 }
 
+impl World {
+    /// Deletes every network of the World's root (after its containers): their bridges,
+    /// dnsmasqs and firewall rules go with them.
+    pub fn delete_networks(&self) {
+        let Ok(out) = self
+            .berth()
+            .args(["network", "list", "--format", "json"])
+            .stdin(std::process::Stdio::null())
+            .output()
+        else {
+            return;
+        };
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for n in list.as_array().into_iter().flatten() {
+            if let Some(name) = n["name"].as_str() {
+                let _ = self
+                    .berth()
+                    .args(["network", "delete", name])
+                    .stdin(std::process::Stdio::null())
+                    .output();
+            }
+        }
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         // Whatever a test made and did not delete (it failed half-way, say) goes: containers,
@@ -147,6 +172,8 @@ impl Drop for World {
                     .output();
             }
         }
+        // Its networks: bridges, dnsmasqs and the root's firewall table.
+        self.delete_networks();
         // The lxcfs berth started for a state root of this test (the World's, or another
         // under its directory) ends with its mount.
         stop_lxcfs_under(self.dir.path());

@@ -4,6 +4,7 @@ pub mod chroot;
 mod host;
 pub mod image;
 pub mod limit_flags;
+pub mod net;
 pub mod run;
 pub mod snapshot;
 pub mod system;

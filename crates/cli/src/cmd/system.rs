@@ -34,6 +34,10 @@ pub struct CreateArgs {
     /// small; the default) or `copy` (a full copy of its own).
     #[arg(long, value_name = "overlay|copy")]
     storage: Option<String>,
+    /// eth0: bridge (on berth0, the default), bridge=NETWORK, routed=ADDRESS,
+    /// macvlan=PARENT, none or host, then [[net]] keys: e.g. bridge,ipv4=10.44.0.10/24.
+    #[arg(long, value_name = "TYPE[=ARG][,KEY=VALUE...]")]
+    net: Option<String>,
     #[command(flatten)]
     limits: super::limit_flags::LimitFlags,
 }
@@ -176,6 +180,9 @@ pub fn create(root: &Path, a: CreateArgs) -> Result<u8, Failure> {
         sets.push(("rootfs.mode".into(), storage.clone()));
     }
     sets.extend(a.limits.settings().map_err(|e| fail(anyhow!(e)))?);
+    if let Some(net) = &a.net {
+        sets.extend(super::net::net_settings(net).map_err(|e| fail(anyhow!(e)))?);
+    }
     m.create(source, &a.name, base.as_deref(), &sets)
         .map_err(fail)?;
     Ok(0)
@@ -243,15 +250,20 @@ pub fn list(root: &Path, a: ListArgs) -> Result<u8, Failure> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&all).map_err(fail)?),
         Format::Table => {
             println!(
-                "{:<24} {:<8} {:>8} {:<20} {:<9}",
-                "NAME", "STATE", "PID", "IMAGE", "AUTOSTART"
+                "{:<24} {:<8} {:>8} {:<16} {:<20} {:<9}",
+                "NAME", "STATE", "PID", "IPV4", "IMAGE", "AUTOSTART"
             );
             for c in &all {
                 println!(
-                    "{:<24} {:<8} {:>8} {:<20} {:<9}",
+                    "{:<24} {:<8} {:>8} {:<16} {:<20} {:<9}",
                     c.name,
                     state_word(c),
                     c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    if c.ipv4.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.ipv4.join(",")
+                    },
                     c.image.as_deref().unwrap_or("-"),
                     if c.autostart { "yes" } else { "no" }
                 );

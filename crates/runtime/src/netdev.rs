@@ -1,0 +1,204 @@
+//! The container's eth0, over netlink from the launcher's own process (no `ip` spawned):
+//! the host side is made before clone, the container end moved into the new network
+//! namespace before Go, and configured by the child inside it before init runs.
+//!
+//! Nothing is deleted at stop: when the container's network namespace goes, the kernel
+//! removes its veth pair (and so the host end, its routes and its bridge port) or macvlan
+//! in the background, which is cheaper than deleting it and also happens after a crash.
+
+use berth_net::link::{LinkError, Netlink};
+use berth_spec::{Iface, IfaceKind};
+use std::net::IpAddr;
+
+/// The host side of a container interface until it has moved in: dropped before that (a
+/// failed start), it deletes what it made.
+pub struct HostSide<'a> {
+    iface: &'a Iface,
+    nl: Netlink,
+    /// The link still in the host's namespace that the container end is (veth peer or
+    /// macvlan), by index.
+    peer: u32,
+    /// The veth's host end (None for a macvlan).
+    host_end: Option<u32>,
+    moved: bool,
+}
+
+fn err(e: LinkError) -> String {
+    format!("container network: {e}")
+}
+
+/// Makes the host side of `iface`: a veth pair (its host end plugged into the bridge and
+/// up) or a macvlan on the parent. Before clone: a bridge that is missing fails the start
+/// before any process exists.
+pub fn prepare(iface: &Iface) -> Result<HostSide<'_>, String> {
+    let mut nl = Netlink::open().map_err(err)?;
+    let (peer, host_end) = match &iface.kind {
+        IfaceKind::Macvlan(parent) => {
+            let parent_index = nl.index(parent).map_err(err)?.ok_or_else(|| {
+                format!("the macvlan parent interface {parent} does not exist on this host")
+            })?;
+            nl.create_macvlan(&iface.peer_name, parent_index, Some(iface.mac))
+                .map_err(err)?;
+            let peer = nl
+                .index(&iface.peer_name)
+                .map_err(err)?
+                .ok_or_else(|| format!("the macvlan {} vanished", iface.peer_name))?;
+            (peer, None)
+        }
+        IfaceKind::Bridge(_) | IfaceKind::Routed => {
+            // A leftover of a crashed start of this container (same names) goes first.
+            if let Some(old) = nl.index(&iface.host_name).map_err(err)? {
+                nl.delete(old).map_err(err)?;
+            }
+            nl.create_veth_with_mac(&iface.host_name, &iface.peer_name, Some(iface.mac))
+                .map_err(err)?;
+            let find = |nl: &mut Netlink, name: &str| {
+                nl.index(name)
+                    .map_err(err)?
+                    .ok_or_else(|| format!("the veth end {name} vanished"))
+            };
+            let host = find(&mut nl, &iface.host_name)?;
+            let peer = find(&mut nl, &iface.peer_name)?;
+            (peer, Some(host))
+        }
+    };
+    let mut side = HostSide {
+        iface,
+        nl,
+        peer,
+        host_end,
+        moved: false,
+    };
+    side.host_end_up()?;
+    Ok(side)
+}
+
+impl HostSide<'_> {
+    fn host_end_up(&mut self) -> Result<(), String> {
+        let Some(host) = self.host_end else {
+            return Ok(());
+        };
+        match &self.iface.kind {
+            IfaceKind::Bridge(bridge) => {
+                let master = self.nl.index(bridge).map_err(err)?.ok_or_else(|| {
+                    format!("the bridge {bridge} does not exist on this host (berth network list shows the managed ones)")
+                })?;
+                self.nl.set_master(host, master).map_err(err)?;
+            }
+            IfaceKind::Routed => {
+                // The host answers ARP for every address on the container's behalf and
+                // forwards what the container sends: the container sees no other MAC.
+                let name = &self.iface.host_name;
+                for key in ["proxy_arp", "forwarding"] {
+                    std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{key}"), "1")
+                        .map_err(|e| format!("container network: set {key} on {name}: {e}"))?;
+                }
+            }
+            IfaceKind::Macvlan(_) => {}
+        }
+        self.nl.set_up(host).map_err(err)
+    }
+
+    /// Moves the container end into the network namespace of `pid` as eth0, then adds the
+    /// host routes a routed interface needs (after the move: a route to an address on a
+    /// down link would be refused).
+    pub fn move_into(&mut self, pid: i32) -> Result<(), String> {
+        let pid = u32::try_from(pid).map_err(|_| format!("bad child pid {pid}"))?;
+        self.nl.move_to_pid(self.peer, pid, "eth0").map_err(err)?;
+        self.moved = true;
+        if let (IfaceKind::Routed, Some(host)) = (&self.iface.kind, self.host_end) {
+            if let Some(v4) = self.iface.ipv4 {
+                self.nl
+                    .add_route(Some((IpAddr::V4(v4.addr), 32)), None, host)
+                    .map_err(err)?;
+            }
+            if let Some(v6) = self.iface.ipv6 {
+                self.nl
+                    .add_route(Some((IpAddr::V6(v6.addr), 128)), None, host)
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostSide<'_> {
+    fn drop(&mut self) {
+        if !self.moved {
+            // Deleting either end of a veth deletes both.
+            let _ = self.nl.delete(self.peer);
+        }
+    }
+}
+
+/// The first line of a resolv.conf berth wrote: the next start may write it again.
+const RESOLV_MARK: &str = "# written by berth at each start (remove this line to keep your own)";
+
+/// Points the guest at its network's resolver unless it has its own: /etc/resolv.conf is
+/// written when it is missing, empty, berth's, or a copy of the host's made when the rootfs
+/// was built; never through a symlink (systemd-resolved's stub, a guest's own choice).
+/// Runs inside the container, after pivot_root: only the container's files are in reach.
+fn write_resolv_conf(dns: &berth_spec::Dns) {
+    let path = std::path::Path::new("/etc/resolv.conf");
+    let replace = match std::fs::symlink_metadata(path) {
+        Err(_) => path.parent().is_some_and(std::path::Path::is_dir),
+        Ok(m) if !m.is_file() => false,
+        Ok(_) => std::fs::read_to_string(path).is_ok_and(|t| {
+            t.trim().is_empty()
+                || t.starts_with(RESOLV_MARK)
+                || dns.host_copy.as_deref() == Some(t.as_str())
+        }),
+    };
+    if !replace {
+        return;
+    }
+    let text = format!(
+        "{RESOLV_MARK}\nnameserver {}\nsearch {}\n",
+        dns.server, dns.search
+    );
+    let tmp = std::path::Path::new("/etc/.resolv.conf.berth");
+    // A read-only or full rootfs keeps what it has: the guest still boots.
+    if std::fs::write(tmp, text).is_ok() && std::fs::rename(tmp, path).is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Inside the container's network namespace, before init: eth0 gets its static
+/// addresses and routes, and comes up (with DHCP the guest takes it from there).
+pub fn configure_inside(iface: &Iface) -> Result<(), String> {
+    if let Some(dns) = &iface.dns {
+        write_resolv_conf(dns);
+    }
+    let mut nl = Netlink::open().map_err(err)?;
+    let eth0 = nl
+        .index("eth0")
+        .map_err(err)?
+        .ok_or("the container's eth0 did not arrive")?;
+    if let Some(v4) = iface.ipv4 {
+        nl.add_address(eth0, IpAddr::V4(v4.addr), v4.prefix)
+            .map_err(err)?;
+    }
+    if let Some(v6) = iface.ipv6 {
+        nl.add_address(eth0, IpAddr::V6(v6.addr), v6.prefix)
+            .map_err(err)?;
+    }
+    nl.set_up(eth0).map_err(err)?;
+    match (&iface.kind, iface.ipv4, iface.gateway4) {
+        // Everything goes out of eth0 and the host's proxy ARP answers for it.
+        (IfaceKind::Routed, Some(_), _) => nl.add_route(None, None, eth0).map_err(err)?,
+        (_, Some(_), Some(gw)) => nl
+            .add_route(None, Some(IpAddr::V4(gw)), eth0)
+            .map_err(err)?,
+        _ => {}
+    }
+    match (&iface.kind, iface.ipv6, iface.gateway6) {
+        (IfaceKind::Routed, Some(_), _) => nl
+            .add_route(Some(("::".parse().map_err(|_| "::")?, 0)), None, eth0)
+            .map_err(err)?,
+        (_, Some(_), Some(gw)) => nl
+            .add_route(None, Some(IpAddr::V6(gw)), eth0)
+            .map_err(err)?,
+        _ => {}
+    }
+    Ok(())
+}
