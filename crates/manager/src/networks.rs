@@ -913,6 +913,31 @@ pub fn doctor(store: &Store, fix: bool) -> Result<Vec<String>, Error> {
     Ok(found)
 }
 
+/// What `berth info` shows of a container's interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub mac: Option<String>,
+    /// The managed network or host bridge of a bridge interface.
+    pub bridge: Option<String>,
+    /// The veth's host end (bridge and routed interfaces).
+    pub host_interface: Option<String>,
+}
+
+/// The interface of `container` as its config says it (present whether it runs or not).
+pub fn info(store: &Store, container: &str, config: &Config) -> NetInfo {
+    let n = NetConfig::effective(&config.nets);
+    let addressed = !matches!(n.kind.as_str(), "none" | "host");
+    NetInfo {
+        mac: addressed.then(|| addr::format_mac(&mac_of(store, container, &n))),
+        bridge: (n.kind == "bridge").then(|| n.bridge_name().to_string()),
+        host_interface: matches!(n.kind.as_str(), "bridge" | "routed")
+            .then(|| link_names(store, container).0),
+        kind: n.kind,
+    }
+}
+
 /// After a container stopped: its port forwards go.
 pub fn stopped(store: &Store, container: &str, config: &Config) {
     if config.ports.is_empty() {

@@ -110,10 +110,7 @@ impl Manager {
             }
             None => Config::new(rootfs),
         };
-        for (k, v) in sets {
-            config = config.with(k, v, host_cpus())?;
-        }
-        config.validate(host_cpus())?;
+        config = config.with_all(sets, host_cpus())?;
         // Devices named by I/O limits exist, and every limit is one this host can enforce.
         let limits = lower::limits(&config)?;
         crate::networks::check_config(&self.store, name, &config)?;

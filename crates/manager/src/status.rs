@@ -37,6 +37,9 @@ pub struct ContainerInfo {
     /// the bytes in use.
     pub disk_size_bytes: Option<u64>,
     pub disk_used_bytes: Option<u64>,
+    /// eth0: its type (bridge, routed, macvlan, none, host), MAC, the network or bridge it
+    /// joins and the host end of its veth (where tcpdump and tc look).
+    pub net: crate::networks::NetInfo,
 }
 
 impl Manager {
@@ -90,6 +93,7 @@ impl Manager {
             usage,
             disk_size_bytes: disk.map(|d| d.0),
             disk_used_bytes: disk.map(|d| d.1),
+            net: crate::networks::info(&self.store, name, &config),
         })
     }
 

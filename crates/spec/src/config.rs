@@ -356,11 +356,33 @@ impl Config {
 
     /// A copy with `dotted` set to `raw` (TOML syntax, or a bare string), validated.
     pub fn with(&self, dotted: &str, raw: &str, host_cpus: usize) -> Result<Config, SpecError> {
+        let c = self.set_unchecked(dotted, raw)?;
+        c.validate(host_cpus)?;
+        Ok(c)
+    }
+
+    /// A copy with every `(key, value)` set, validated once at the end: keys that only make
+    /// sense together (`net.type=macvlan` with `net.parent`) can be set in one go.
+    pub fn with_all(
+        &self,
+        sets: &[(String, String)],
+        host_cpus: usize,
+    ) -> Result<Config, SpecError> {
+        let mut c = self.clone();
+        for (k, v) in sets {
+            c = c.set_unchecked(k, v)?;
+        }
+        c.validate(host_cpus)?;
+        Ok(c)
+    }
+
+    /// `dotted` set to `raw`, each value parsed into its field but the whole not validated.
+    fn set_unchecked(&self, dotted: &str, raw: &str) -> Result<Config, SpecError> {
         if !KEYS.iter().any(|(k, _)| *k == dotted) {
             return Err(unknown_key(dotted));
         }
         if let Some(key) = dotted.strip_prefix("net.") {
-            return self.with_net(key, raw, host_cpus);
+            return self.with_net(key, raw);
         }
         let mut value =
             toml::Value::try_from(self).map_err(|e| SpecError::Config(e.to_string()))?;
@@ -381,11 +403,9 @@ impl Config {
         }
         let t = table.as_table_mut().ok_or_else(|| unknown_key(dotted))?;
         t.insert(parts[parts.len() - 1].to_string(), parsed);
-        let c: Config = value.try_into().map_err(|e: toml::de::Error| {
-            SpecError::Key(key_name(dotted), e.message().to_string())
-        })?;
-        c.validate(host_cpus)?;
-        Ok(c)
+        value
+            .try_into()
+            .map_err(|e: toml::de::Error| SpecError::Key(key_name(dotted), e.message().to_string()))
     }
 }
 
@@ -393,7 +413,7 @@ impl Config {
     /// `net.KEY=VALUE`: a key of the one [[net]] entry (made from the default when there
     /// is none). Setting `net.type` starts the entry afresh, since most other keys belong
     /// to one type; an empty value unsets a key.
-    fn with_net(&self, key: &str, raw: &str, host_cpus: usize) -> Result<Config, SpecError> {
+    fn with_net(&self, key: &str, raw: &str) -> Result<Config, SpecError> {
         let mut net = NetConfig::effective(&self.nets);
         let value = (!raw.is_empty()).then(|| raw.to_string());
         match key {
@@ -408,7 +428,6 @@ impl Config {
         }
         let mut c = self.clone();
         c.nets = vec![net];
-        c.validate(host_cpus)?;
         Ok(c)
     }
 }

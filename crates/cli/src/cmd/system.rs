@@ -576,11 +576,10 @@ pub fn config(root: &Path, a: ConfigArgs) -> Result<u8, Failure> {
         ConfigOp::Set { name, sets } => {
             let kv = key_values(&sets)?;
             // All or nothing: every value is checked on a copy before anything is written.
-            let mut c = m.config(&name).map_err(fail)?;
-            let cpus = berth_manager::ops::host_cpus();
-            for (k, v) in &kv {
-                c = c.with(k, v, cpus).map_err(fail)?;
-            }
+            let c = m
+                .config(&name)
+                .and_then(|c| Ok(c.with_all(&kv, berth_manager::ops::host_cpus())?))
+                .map_err(fail)?;
             let notes = m
                 .config_replace(&name, &c.to_toml().map_err(fail)?)
                 .map_err(fail)?;

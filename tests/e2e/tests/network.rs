@@ -1,0 +1,503 @@
+//! Container networking on real bridges, veths, nftables and dnsmasq: two containers on the
+//! default network reach each other by name and address, the host reaches them and they
+//! the host, a port forward from 127.0.0.1 reaches a server inside, DHCP hands out the
+//! address `berth list` shows, routed and macvlan interfaces reach the host (or the test's
+//! own namespace), `none` has only lo, and nothing is left after stop and delete.
+//!
+//! Traffic stays between the host, the test's bridges, namespaces and containers.
+
+use berth_e2e::system::{Running, ok, one_line_refusal, wait_until};
+use berth_e2e::{World, root_or_skip, text, unique};
+use serde_json::Value;
+use std::process::Command;
+
+/// `berth exec NAME -- sh -c SCRIPT`: its output, and whether it succeeded.
+fn sh(w: &World, name: &str, script: &str) -> (bool, String) {
+    let out = w.run(&["exec", name, "--", "sh", "-c", script]);
+    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+}
+
+fn network(w: &World, name: &str) -> Value {
+    serde_json::from_str(&ok(w, &["network", "show", name, "--format", "json"]))
+        .expect("network JSON")
+}
+
+fn ipv4_of(w: &World, name: &str) -> Vec<String> {
+    let list: Value = serde_json::from_str(&ok(w, &["list", "--format", "json"])).expect("JSON");
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| {
+            c["ipv4"]
+                .as_array()
+                .expect("ipv4 list")
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Interfaces on the host whose name starts with `prefix`.
+fn host_links(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+fn nft_table(table: &str) -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .output()
+        .expect("nft");
+    text(&out.stdout)
+}
+
+#[test]
+fn two_containers_reach_each_other_the_host_and_are_named() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let a = Running::new(&w, &[]);
+    let b = Running::new(&w, &[]);
+    let net = network(&w, "berth0");
+    let gw = net["dns"].as_str().expect("gateway").to_string();
+    let subnet = net["subnet"].as_str().expect("subnet").to_string();
+    assert!(
+        subnet.starts_with("10.") && subnet.ends_with("/24"),
+        "{net}"
+    );
+    assert!(
+        net["ipv6"].as_str().is_some_and(|v| v.starts_with("fd")),
+        "{net}"
+    );
+    let a_ip = ipv4_of(&w, &a.name);
+    let b_ip = ipv4_of(&w, &b.name);
+    assert_eq!(a_ip.len(), 1, "{a_ip:?}");
+    assert_ne!(a_ip, b_ip);
+    // eth0 inside has the listed address, a stable MAC, and the default route.
+    let (_, addr) = sh(&w, &a.name, "ip -4 -o addr show eth0; ip route");
+    assert!(addr.contains(&format!("{}/24", a_ip[0])), "{addr}");
+    assert!(addr.contains(&format!("default via {gw}")), "{addr}");
+    // By address, by name and by NAME.berth.
+    for target in [b_ip[0].clone(), b.name.clone(), format!("{}.berth", b.name)] {
+        let (ok_, out) = sh(&w, &a.name, &format!("ping -c1 -W3 {target}"));
+        assert!(ok_, "ping {target}: {out}");
+    }
+    // The host reaches the container, and the container the host.
+    let ping = Command::new("busybox")
+        .args(["ping", "-c1", "-W3", &a_ip[0]])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "host → container: {}",
+        text(&ping.stdout)
+    );
+    let (ok_, out) = sh(&w, &a.name, &format!("ping -c1 -W3 {gw}"));
+    assert!(ok_, "container → host: {out}");
+    // The host resolves NAME.berth through the network's DNS.
+    let look = Command::new("busybox")
+        .args(["nslookup", &format!("{}.berth", a.name), &gw])
+        .output()
+        .expect("nslookup");
+    assert!(
+        text(&look.stdout).contains(&a_ip[0]),
+        "{}",
+        text(&look.stdout)
+    );
+}
+
+/// An HTTP GET of /index.html from HOST:PORT, with a time limit: the response's text.
+fn http_get(host: &str, port: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(std::io::Error::other)?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn a_port_forward_from_loopback_reaches_a_server_inside_while_it_runs() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    // A host port from the test's pid: unlikely to be taken, and parallel tests differ.
+    let port = (20000 + std::process::id() % 20000).to_string();
+    ok(&w, &["port", "add", &c.name, &port, "80"]);
+    let serve = "echo hello-from-inside > /tmp/index.html; httpd -h /tmp -p 80";
+    assert!(sh(&w, &c.name, serve).0);
+    let fetch = |host: &str| http_get(host, &port);
+    // httpd listens a moment after exec returns.
+    assert!(
+        wait_until(|| fetch("127.0.0.1").is_ok_and(|b| b.contains("hello-from-inside"))),
+        "{:?}",
+        fetch("127.0.0.1")
+    );
+    let listed = ok(&w, &["port", "list", &c.name, "--format", "json"]);
+    assert!(listed.contains(&port), "{listed}");
+    // Gone while stopped, back when it starts.
+    ok(&w, &["stop", &c.name, "--timeout", "5"]);
+    let table = network(&w, "berth0")["firewall_table"]
+        .as_str()
+        .expect("table")
+        .to_string();
+    assert!(
+        !nft_table(&table).contains(&format!("dport {port}")),
+        "{}",
+        nft_table(&table)
+    );
+    assert!(fetch("127.0.0.1").is_err());
+    ok(&w, &["start", &c.name]);
+    assert!(nft_table(&table).contains(&format!("dport {port}")));
+    assert!(sh(&w, &c.name, serve).0);
+    assert!(wait_until(
+        || fetch("127.0.0.1").is_ok_and(|b| b.contains("hello-from-inside"))
+    ));
+    // The same host port twice is refused, naming the taker.
+    let other = Running::new(&w, &[]);
+    let out = w.run(&["port", "add", &other.name, &port, "81"]);
+    let err = one_line_refusal(&out, "a taken host port");
+    assert!(err.contains(&c.name), "{err}");
+    ok(&w, &["port", "remove", &c.name, &port]);
+    assert!(!nft_table(&table).contains(&format!("dport {port}")));
+}
+
+#[test]
+fn dhcp_hands_out_the_address_berth_list_shows() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &["--net", "bridge,ipv4=dhcp"]);
+    // The guest's job: eth0 is up without an address until it asks.
+    let (_, before) = sh(&w, &c.name, "ip -4 -o addr show eth0");
+    assert!(!before.contains("inet "), "{before}");
+    assert!(ipv4_of(&w, &c.name).is_empty(), "listed before any lease");
+    let script = "printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface\\nexit 0\\n' > /tmp/dhcp.sh; \
+                  chmod +x /tmp/dhcp.sh; udhcpc -i eth0 -n -q -t 5 -s /tmp/dhcp.sh >/dev/null 2>&1; \
+                  ip -4 -o addr show eth0";
+    let (ok_, got) = sh(&w, &c.name, script);
+    assert!(ok_, "{got}");
+    let listed = ipv4_of(&w, &c.name);
+    assert_eq!(listed.len(), 1, "{got}");
+    assert!(
+        got.contains(&format!("inet {}/24", listed[0])),
+        "{got} vs {listed:?}"
+    );
+}
+
+#[test]
+fn static_addresses_are_set_before_init_and_checked() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("net-static");
+    ok(
+        &w,
+        &[
+            "network",
+            "create",
+            "tnet",
+            "--subnet",
+            &format!("10.{}.77.0/24", 100 + std::process::id() % 100),
+        ],
+    );
+    let net = network(&w, "tnet");
+    let subnet = net["subnet"].as_str().expect("subnet").to_string();
+    let base = subnet.trim_end_matches("0/24");
+    let addr = format!("{base}42/24");
+    ok(
+        &w,
+        &[
+            "create",
+            "busybox",
+            &name,
+            "--net",
+            &format!("bridge=tnet,ipv4={addr}"),
+        ],
+    );
+    ok(&w, &["start", &name]);
+    let (_, got) = sh(&w, &name, "ip -4 -o addr show eth0");
+    assert!(got.contains(&format!("inet {addr}")), "{got}");
+    assert_eq!(ipv4_of(&w, &name), vec![format!("{base}42")]);
+    // Taken by another, outside the subnet, the gateway: refused before anything is made.
+    for (bad, what) in [
+        (format!("bridge=tnet,ipv4={addr}"), "reserved"),
+        (
+            "bridge=tnet,ipv4=172.31.9.9/24".to_string(),
+            "not an address for a container",
+        ),
+        (
+            format!("bridge=tnet,ipv4={base}1/24"),
+            "not an address for a container",
+        ),
+        ("bridge=nosuchnet".to_string(), "neither a berth network"),
+        ("wifi".to_string(), "net.type"),
+    ] {
+        let other = unique("net-bad");
+        let out = w.run(&["create", "busybox", &other, "--net", &bad]);
+        let err = one_line_refusal(&out, &bad);
+        assert!(err.contains(what), "{bad}: {err}");
+        assert!(!w.state.join("containers").join(&other).exists());
+    }
+    // A network in use is not deleted.
+    let out = w.run(&["network", "delete", "tnet"]);
+    assert!(one_line_refusal(&out, "network in use").contains(&name));
+    ok(&w, &["delete", "--force", &name]);
+    ok(&w, &["network", "delete", "tnet"]);
+}
+
+#[test]
+fn none_has_only_loopback() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &["--net", "none"]);
+    let (_, links) = sh(&w, &c.name, "ls /sys/class/net");
+    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    assert!(ipv4_of(&w, &c.name).is_empty());
+    // No network was made for it.
+    let list = ok(&w, &["network", "list", "--format", "json"]);
+    assert_eq!(list.trim(), "[]");
+}
+
+/// A network namespace and veth pair the test makes (for routed and macvlan peers),
+/// removed on drop.
+struct TestNs {
+    ns: String,
+    host_end: String,
+}
+
+impl TestNs {
+    /// A namespace holding `peer_addr` on one end of a veth pair; the other end stays on the
+    /// host, up, without an address.
+    fn new(tag: &str, peer_addr: &str) -> TestNs {
+        let id = std::process::id() % 100_000;
+        let t = TestNs {
+            ns: format!("berth-{tag}-{id}"),
+            host_end: format!("{tag}h{id}"),
+        };
+        let peer = format!("{tag}p{id}");
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+        };
+        run(&["netns", "add", &t.ns]);
+        run(&[
+            "link",
+            "add",
+            &t.host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        run(&["link", "set", &peer, "netns", &t.ns]);
+        run(&["link", "set", &t.host_end, "up"]);
+        run(&["-n", &t.ns, "addr", "add", peer_addr, "dev", &peer]);
+        run(&["-n", &t.ns, "link", "set", &peer, "up"]);
+        run(&["-n", &t.ns, "link", "set", "lo", "up"]);
+        t
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn macvlan_reaches_its_parents_network() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let o = 100 + std::process::id() % 100;
+    let ns = TestNs::new("mv", &format!("10.{o}.99.1/24"));
+    let addr = format!("10.{o}.99.20/24");
+    let c = Running::new(
+        &w,
+        &["--net", &format!("macvlan={},ipv4={addr}", ns.host_end)],
+    );
+    let (ok_, out) = sh(&w, &c.name, &format!("ping -c1 -W3 10.{o}.99.1"));
+    assert!(ok_, "macvlan → the parent's network: {out}");
+    let (_, mac) = sh(&w, &c.name, "cat /sys/class/net/eth0/address");
+    assert!(mac.trim().starts_with("02:"), "{mac}");
+    let _ = w.run(&["delete", "--force", &c.name]);
+    drop(ns);
+}
+
+#[test]
+fn routed_reaches_the_host_without_a_bridge() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let o = 100 + std::process::id() % 100;
+    let addr = format!("10.{o}.98.7");
+    let c = Running::new(&w, &["--net", &format!("routed={addr}")]);
+    let (_, route) = sh(&w, &c.name, "ip -4 -o addr show eth0; ip route");
+    assert!(route.contains(&format!("inet {addr}/32")), "{route}");
+    assert!(route.contains("default dev eth0"), "{route}");
+    // The host reaches it through its host route, and it reaches the host's addresses.
+    let ping = Command::new("busybox")
+        .args(["ping", "-c1", "-W3", &addr])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "host → routed: {}",
+        text(&ping.stdout)
+    );
+    let host_addr = Command::new("ip")
+        .args(["-4", "-o", "route", "get", "1.1.1.1"])
+        .output()
+        .expect("ip route get");
+    let src = text(&host_addr.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .map(String::from);
+    if let Some(src) = src {
+        let (ok_, out) = sh(&w, &c.name, &format!("ping -c1 -W3 {src}"));
+        assert!(ok_, "routed → host {src}: {out}");
+    }
+    assert!(ipv4_of(&w, &c.name).contains(&addr));
+}
+
+#[test]
+fn nothing_is_left_after_stop_and_delete() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("net-clean");
+    ok(&w, &["create", "busybox", &name]);
+    ok(&w, &["start", &name]);
+    let port = (40000 + std::process::id() % 20000).to_string();
+    ok(&w, &["port", "add", &name, &port, "80"]);
+    let net = network(&w, "berth0");
+    let table = net["firewall_table"].as_str().expect("table").to_string();
+    let bridge = net["bridge"].as_str().expect("bridge").to_string();
+    let ip = ipv4_of(&w, &name)[0].clone();
+    let veths = |w: &World| {
+        // The host end of this container's veth is the one port of the bridge.
+        let _ = w;
+        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(veths(&w), 1);
+    ok(&w, &["stop", &name, "--timeout", "5"]);
+    // The veth pair goes with the network namespace (the kernel removes it).
+    assert!(wait_until(|| veths(&w) == 0), "a veth is left on {bridge}");
+    assert!(!nft_table(&table).contains(&format!("dport {port}")));
+    // Deleted: its lease goes, the address is free again and the name resolves no more.
+    ok(&w, &["delete", &name]);
+    let leases = network(&w, "berth0")["leases"].clone();
+    assert!(leases.get(&name).is_none(), "{leases}");
+    let gw = net["dns"].as_str().expect("dns").to_string();
+    let look = Command::new("busybox")
+        .args(["nslookup", &format!("{name}.berth"), &gw])
+        .output()
+        .expect("nslookup");
+    assert!(!text(&look.stdout).contains(&ip), "{}", text(&look.stdout));
+    let doctor = ok(&w, &["doctor", "--dry-run"]);
+    assert!(doctor.contains("nothing left behind"), "{doctor}");
+    // And the network itself: bridge, dnsmasq, firewall table.
+    ok(&w, &["network", "delete", "berth0"]);
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists()
+    );
+    assert!(nft_table(&table).is_empty(), "{}", nft_table(&table));
+    assert!(
+        !std::path::Path::new("/run/berth-net")
+            .join(&bridge)
+            .exists()
+    );
+}
+
+#[test]
+fn doctor_removes_what_a_crash_left() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("net-doc");
+    ok(&w, &["create", "busybox", &name]);
+    let info: Value =
+        serde_json::from_str(&ok(&w, &["info", &name, "--format", "json"])).expect("info");
+    let host_end = info["net"]["host_interface"]
+        .as_str()
+        .expect("host end")
+        .to_string();
+    assert!(
+        info["net"]["mac"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("02:")),
+        "{info}"
+    );
+    // What a crash between making the veth and moving it in leaves: the pair, both ends on
+    // the host, under the names berth gives this container.
+    let peer = format!("vp{}", &host_end[2..]);
+    let out = Command::new("ip")
+        .args([
+            "link", "add", &host_end, "type", "veth", "peer", "name", &peer,
+        ])
+        .output()
+        .expect("ip");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // And another root's (or anybody's) interface that only looks like berth's.
+    let foreign = format!("vb{:08x}", std::process::id());
+    let out = Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &foreign,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("vq{:08x}", std::process::id()),
+        ])
+        .output()
+        .expect("ip");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found = ok(&w, &["doctor", "--dry-run"]);
+    assert!(found.contains(&host_end), "{found}");
+    assert!(!host_links(&host_end).is_empty(), "a dry run removed it");
+    let fixed = ok(&w, &["doctor"]);
+    assert!(
+        fixed.contains(&format!("removed interface {host_end}")),
+        "{fixed}"
+    );
+    assert!(host_links(&host_end).is_empty());
+    assert!(!host_links(&foreign).is_empty(), "doctor removed {foreign}");
+    let _ = Command::new("ip").args(["link", "del", &foreign]).output();
+    // The container starts as if nothing had happened.
+    ok(&w, &["start", &name]);
+    ok(&w, &["delete", "--force", &name]);
+    assert!(ok(&w, &["doctor"]).contains("nothing left behind"));
+}
