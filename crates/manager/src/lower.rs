@@ -140,11 +140,15 @@ pub fn limits(config: &Config) -> Result<Limits, Error> {
         } else {
             "limits.net_egress"
         };
-        return refuse(
-            key,
-            "shaping needs the container's own network interface (a bridged or routed veth), \
-             which this version does not make yet (networks: none, host); remove the key",
-        );
+        let kind = berth_spec::config::NetConfig::effective(&config.nets).kind;
+        if !matches!(kind.as_str(), "bridge" | "routed") {
+            return refuse(
+                key,
+                &format!(
+                    "shaping works on the host end of a veth (net.type bridge or routed), and net.type is {kind}"
+                ),
+            );
+        }
     }
     Ok(limits)
 }

@@ -938,8 +938,35 @@ pub fn info(store: &Store, container: &str, config: &Config) -> NetInfo {
     }
 }
 
-/// After a container stopped: its port forwards go.
+/// Holds a running container's traffic to its `net_ingress` / `net_egress` rates, on the
+/// host end of its veth where root inside cannot lift them (a None rate lifts a limit).
+pub fn shape(
+    store: &Store,
+    container: &str,
+    config: &Config,
+    limits: &berth_spec::Limits,
+) -> Result<(), Error> {
+    let Some(host_if) = info(store, container, config).host_interface else {
+        return Ok(());
+    };
+    let shaping = berth_net::Shaping {
+        ingress_bps: limits.net_ingress,
+        egress_bps: limits.net_egress,
+    };
+    berth_net::shaping::apply(&host_if, &shaping).map_err(net_err)?;
+    if shaping.egress_bps.is_none() {
+        berth_net::shaping::remove_ifb(&host_if);
+    }
+    Ok(())
+}
+
+/// After a container stopped: its port forwards go, and the ifb that shaped its egress.
 pub fn stopped(store: &Store, container: &str, config: &Config) {
+    if config.limits.net_egress.is_some()
+        && let Some(host_if) = info(store, container, config).host_interface
+    {
+        berth_net::shaping::remove_ifb(&host_if);
+    }
     if config.ports.is_empty() {
         return;
     }

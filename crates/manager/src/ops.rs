@@ -236,6 +236,14 @@ impl Manager {
             let _ = Cgroup::adopt(&leftovers).remove();
         }
         started?;
+        if plan.limits.net_ingress.is_some() || plan.limits.net_egress.is_some() {
+            crate::networks::shape(&self.store, name, &config, &plan.limits).map_err(|e| {
+                Error::Start {
+                    name: name.to_string(),
+                    reason: format!("it runs, but its bandwidth limits failed: {e}"),
+                }
+            })?;
+        }
         // Its port forwards, now that it runs (they follow its address).
         crate::networks::started(&self.store, name, &config).map_err(|e| Error::Start {
             name: name.to_string(),
@@ -398,6 +406,13 @@ impl Manager {
                 let _ = crate::live::apply(state, &new_limits, &old_limits);
             }
             return Err(e);
+        }
+        if running.is_some()
+            && (old_limits.net_ingress != new_limits.net_ingress
+                || old_limits.net_egress != new_limits.net_egress)
+            && old.nets == new.nets
+        {
+            crate::networks::shape(&self.store, name, new, &new_limits)?;
         }
         if running.is_some() && old.nets != new.nets {
             notes.push("the network change applies from the next start".to_string());

@@ -134,9 +134,15 @@ pub fn apply(host_if: &str, shaping: &Shaping) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes the ifb of `host_if` (the host end's own qdiscs go with the device).
+/// Removes the ifb of `host_if` if there is one (the host end's own qdiscs go with the
+/// device): over netlink, no process spawned at a container's stop.
 pub fn remove_ifb(host_if: &str) {
-    let _ = run("ip", &["link", "del", "dev", &ifb_name(host_if)]);
+    let Ok(mut nl) = crate::link::Netlink::open() else {
+        return;
+    };
+    if let Ok(Some(index)) = nl.index(&ifb_name(host_if)) {
+        let _ = nl.delete(index);
+    }
 }
 
 #[cfg(test)]

@@ -501,3 +501,84 @@ fn doctor_removes_what_a_crash_left() {
     ok(&w, &["delete", "--force", &name]);
     assert!(ok(&w, &["doctor"]).contains("nothing left behind"));
 }
+
+/// `tc -j qdisc show dev DEV`, as text.
+fn qdiscs(dev: &str) -> String {
+    let out = Command::new("tc")
+        .args(["qdisc", "show", "dev", dev])
+        .output()
+        .expect("tc");
+    text(&out.stdout)
+}
+
+#[test]
+fn bandwidth_limits_shape_the_host_end_and_follow_live_changes() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &["-c", "limits.net_ingress=8mbit"]);
+    let info: Value =
+        serde_json::from_str(&ok(&w, &["info", &c.name, "--format", "json"])).expect("info");
+    let host_if = info["net"]["host_interface"]
+        .as_str()
+        .expect("host end")
+        .to_string();
+    let ip = ipv4_of(&w, &c.name)[0].clone();
+    assert!(qdiscs(&host_if).contains("tbf"), "{}", qdiscs(&host_if));
+    // A transfer into the container runs at about the rate: 1 MB at 8 mbit/s is 1 s.
+    let port = "5001";
+    let listen = format!("nc -l -p {port} > /dev/null 2>&1 &");
+    assert!(sh(&w, &c.name, &listen).0);
+    let sent = wait_until(|| {
+        std::net::TcpStream::connect_timeout(
+            &format!("{ip}:{port}").parse().expect("addr"),
+            std::time::Duration::from_secs(1),
+        )
+        .is_ok_and(|mut s| {
+            use std::io::Write;
+            let start = std::time::Instant::now();
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..16 {
+                if s.write_all(&chunk).is_err() {
+                    return false;
+                }
+            }
+            drop(s);
+            let secs = start.elapsed().as_secs_f64();
+            // Into the socket buffers, a little runs ahead of the shaper: generous bounds.
+            assert!(
+                (0.4..3.0).contains(&secs),
+                "1 MiB in {secs:.2} s at 8 mbit/s"
+            );
+            true
+        })
+    });
+    assert!(sent, "no transfer to {ip}:{port}");
+    // Live: the egress limit comes (an ifb), then both go.
+    ok(&w, &["config", "set", &c.name, "limits.net_egress=4mbit"]);
+    let ifb = || {
+        std::fs::read_dir("/sys/class/net")
+            .expect("net")
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path().join("device")).is_err()
+                    && qdiscs(&e.file_name().to_string_lossy()).contains("rate 4Mbit")
+            })
+            .count()
+    };
+    assert_eq!(ifb(), 1, "no ifb shaping at 4mbit");
+    ok(&w, &["stop", &c.name, "--timeout", "5"]);
+    assert_eq!(ifb(), 0, "the ifb is left after stop");
+    // On a container without a veth, the keys are refused.
+    let out = w.run(&[
+        "create",
+        "busybox",
+        &unique("net-shape"),
+        "--net",
+        "none",
+        "-c",
+        "limits.net_egress=1mbit",
+    ]);
+    assert!(one_line_refusal(&out, "shaping without a veth").contains("net.type"));
+}
