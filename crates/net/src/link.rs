@@ -37,6 +37,13 @@ pub enum LinkError {
     BadName(String),
 }
 
+impl LinkError {
+    /// Whether the kernel answered with errno `code` (ENODEV, EEXIST...).
+    pub fn is_errno(&self, code: i32) -> bool {
+        matches!(self, LinkError::Kernel { source, .. } if source.raw_os_error() == Some(code))
+    }
+}
+
 /// Linux interface names: IFNAMSIZ - 1 bytes, no separators.
 pub fn check_name(name: &str) -> Result<(), LinkError> {
     let ok = !name.is_empty()

@@ -46,12 +46,7 @@ pub fn prepare(iface: &Iface) -> Result<HostSide<'_>, String> {
             (peer, None)
         }
         IfaceKind::Bridge(_) | IfaceKind::Routed => {
-            // A leftover of a crashed start of this container (same names) goes first.
-            if let Some(old) = nl.index(&iface.host_name).map_err(err)? {
-                nl.delete(old).map_err(err)?;
-            }
-            nl.create_veth_with_mac(&iface.host_name, &iface.peer_name, Some(iface.mac))
-                .map_err(err)?;
+            make_veth(&mut nl, iface)?;
             let find = |nl: &mut Netlink, name: &str| {
                 nl.index(name)
                     .map_err(err)?
@@ -71,6 +66,31 @@ pub fn prepare(iface: &Iface) -> Result<HostSide<'_>, String> {
     };
     side.host_end_up()?;
     Ok(side)
+}
+
+/// The veth pair of `iface`. The pair of this container's last run may still be there: the
+/// kernel removes it in the background once the old network namespace is gone (a `stop`
+/// followed at once by a `start`), or a crash left it. It is deleted, or waited for, for up
+/// to a second.
+fn make_veth(nl: &mut Netlink, iface: &Iface) -> Result<(), String> {
+    const ENODEV: i32 = 19;
+    const EEXIST: i32 = 17;
+    let mut tries = 0;
+    loop {
+        if let Some(old) = nl.index(&iface.host_name).map_err(err)? {
+            match nl.delete(old) {
+                Err(e) if !e.is_errno(ENODEV) => return Err(err(e)),
+                _ => {}
+            }
+        }
+        match nl.create_veth_with_mac(&iface.host_name, &iface.peer_name, Some(iface.mac)) {
+            Err(e) if e.is_errno(EEXIST) && tries < 500 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            other => return other.map_err(err),
+        }
+    }
 }
 
 impl HostSide<'_> {

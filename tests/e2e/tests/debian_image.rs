@@ -46,7 +46,9 @@ fn debian_bookworm_builds_once_and_boots() {
             for n in &self.1 {
                 let _ = berth(self.0, &["delete", "--force", n]);
             }
-            // The lxcfs a start under this store began goes with the test too.
+            // So do the network it made (bridge, dnsmasq, firewall table) and the lxcfs a
+            // start under this store began.
+            let _ = berth(self.0, &["network", "delete", "berth0"]);
             berth_e2e::stop_lxcfs_under(self.0);
         }
     }
@@ -109,10 +111,34 @@ fn debian_bookworm_builds_once_and_boots() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // eth0: the address `berth list` shows, which networkd's DHCP keeps.
+    let eth0 = ok(
+        &root,
+        &[
+            "exec", &name, "--", "ip", "-4", "-o", "addr", "show", "eth0",
+        ],
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&root, &["list", "--format", "json"])).expect("JSON");
+    let listed = list
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name.as_str()))
+        .and_then(|c| c["ipv4"][0].as_str())
+        .unwrap_or_default()
+        .to_string();
+    // apt-get update through the NAT, where the mirror answers the host.
+    let apt = apt_update(&root, &name);
     let stop = berth(&root, &["stop", &name, "--timeout", "60"]);
     let _ = berth(&root, &["delete", "--force", &name]);
     let _ = berth(&root, &["delete", "--force", &second]);
     assert_eq!(state, "running", "failed units: {failed}");
+    assert!(
+        !listed.is_empty() && eth0.contains(&format!("inet {listed}/")),
+        "{eth0} vs {listed:?}"
+    );
+    if let Some((ok_, out)) = apt {
+        assert!(ok_, "apt-get update inside, through the NAT: {out}");
+    }
     assert_eq!(hostname.trim(), name);
     assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
     assert_eq!(networkd.trim(), "active");
@@ -122,6 +148,45 @@ fn debian_bookworm_builds_once_and_boots() {
     );
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert!(cgroups_of(&name).is_empty());
+}
+
+/// `apt-get update` in container `name`, if the host itself reaches the image's mirror
+/// (port 80 of the first http:// host in its apt sources); None (with a note) when not.
+fn apt_update(root: &PathBuf, name: &str) -> Option<(bool, String)> {
+    let sources = text(
+        &berth(
+            root,
+            &[
+                "exec",
+                name,
+                "--",
+                "sh",
+                "-c",
+                "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null",
+            ],
+        )
+        .stdout,
+    );
+    let host = sources
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ' ', ':']).next())
+        .map(String::from)?;
+    use std::net::ToSocketAddrs;
+    let reachable = (host.as_str(), 80)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| {
+            a.find(|a| {
+                std::net::TcpStream::connect_timeout(a, std::time::Duration::from_secs(3)).is_ok()
+            })
+        });
+    if reachable.is_none() {
+        eprintln!("note: the mirror {host} does not answer this host; apt-get update skipped");
+        return None;
+    }
+    let out = berth(root, &["exec", name, "--", "apt-get", "update", "-q"]);
+    Some((out.status.success(), text(&out.stdout) + &text(&out.stderr)))
 }
 
 /// `berth image build debian` killed half-way (debootstrap downloading or unpacking): its
