@@ -41,6 +41,7 @@ cleanup() {
             [[ -d $d ]] && "$BERTH" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
         done
     fi
+    declare -F delete_networks >/dev/null && delete_networks "$STATE"
     declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
     rm -rf --one-file-system "$TMP"
 }

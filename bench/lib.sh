@@ -48,3 +48,14 @@ stop_lxcfs() {
     fi
     return 0
 }
+
+# delete_networks STATE: removes the networks berth made for state root STATE (bridge,
+# dnsmasq, firewall table), after its containers are gone.
+delete_networks() {
+    local state=$1 n
+    [[ -n ${BERTH:-} && -x ${BERTH:-} && -d $state/networks ]] || return 0
+    for n in "$state"/networks/*.toml; do
+        [[ -f $n ]] && "$BERTH" --root "$state" network delete "$(basename "$n" .toml)" >/dev/null 2>&1
+    done
+    return 0
+}

@@ -112,6 +112,7 @@ cleanup() {
                 warn "berth delete --force $n failed: $(head -n1 "$TMP/delete.err")"
         done < <(berth_names)
     fi
+    [[ -n $STATE ]] && declare -F delete_networks >/dev/null && delete_networks "$STATE"
     [[ -n $STATE ]] && declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
     if [[ -n $LXCPATH && -d $LXCPATH ]] && command -v lxc-destroy >/dev/null; then
         for d in "$LXCPATH"/*/; do
@@ -359,7 +360,9 @@ say "state: $STATE; lxcpath: ${LXCPATH:-(LXC skipped)}; runs: $RUNS (stop: $STOP
 
 BN=$TAG-b0 LN=$TAG-l0    # the containers of sections 1–3
 BERTH_READY=0 LXC_READY=0
-if berth create busybox "$BN" </dev/null >/dev/null 2>"$TMP/create.err"; then
+# Without a network, as the LXC containers here (lxc.net.0.type = empty): bench/net.sh
+# times a start with a bridged veth.
+if berth create busybox "$BN" --net none </dev/null >/dev/null 2>"$TMP/create.err"; then
     if pf "berth start → exec" "${UP_BERTH[@]}" "$BN"; then
         BERTH_READY=1
         say "pre-flight: berth start → first exec true: $(head -n1 "$TMP/pf.out") retries"
@@ -481,7 +484,7 @@ mem_berth=() mem_lxc=()
 if ((BERTH_READY)); then
     for ((i = 1; i <= MEM_N; i++)); do
         n=$TAG-m$i
-        if ! berth launch busybox "$n" </dev/null >/dev/null 2>"$TMP/launch.err"; then
+        if ! berth launch busybox "$n" --net none </dev/null >/dev/null 2>"$TMP/launch.err"; then
             say "berth launch busybox $n failed: $(first_line "$TMP/launch.err")"
             break
         fi
@@ -603,7 +606,7 @@ if ((BERTH_READY)); then
     t0=$EPOCHREALTIME
     for ((i = 1; i <= SEQ_N; i++)); do
         n=$TAG-s$i
-        if ! berth create busybox "$n" </dev/null >/dev/null 2>"$TMP/create.err"; then
+        if ! berth create busybox "$n" --net none </dev/null >/dev/null 2>"$TMP/create.err"; then
             say "berth create busybox $n failed: $(first_line "$TMP/create.err")"
             break
         fi
@@ -693,7 +696,7 @@ else
     DEB_ROOT=$TMP/private/debian          # private: berth's unprivileged rootfs rule
     cp -a "$DEB_SRC" "$DEB_ROOT"
     DEB_BERTH=$TAG-deb DEB_LXC=$TAG-deblxc DEB_NSPAWN_CG=$TAG-nspawn
-    berth create "$DEB_ROOT" "$DEB_BERTH" </dev/null >/dev/null
+    berth create "$DEB_ROOT" "$DEB_BERTH" --net none </dev/null >/dev/null
     DEB_HAVE_LXC=0 DEB_HAVE_NSPAWN=0
     if [[ -z $LXC_SKIP ]]; then
         mkdir -p "$LXCPATH/$DEB_LXC"

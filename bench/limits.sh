@@ -32,6 +32,7 @@ cleanup() {
             [[ -d $d ]] && "$BERTH" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
         done
     fi
+    declare -F delete_networks >/dev/null && delete_networks "$STATE"
     declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
     rm -rf --one-file-system "$TMP"
 }
@@ -50,7 +51,7 @@ say "berth: $BERTH"
 
 say "== berth top with $N running containers (each with memory, cpus and pids limits)"
 for i in $(seq 1 "$N"); do
-    berth launch busybox "top-$i" --memory 64MiB --cpus 0.5 --pids 100 >/dev/null
+    berth launch busybox "top-$i" --net none --memory 64MiB --cpus 0.5 --pids 100 >/dev/null
 done
 # CPU (user + system) of one `top -n R` process, for R = 1 and R = 1 + ROUNDS: the difference
 # is what ROUNDS refreshes cost, start-up and the first sample left out.

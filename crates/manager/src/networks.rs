@@ -107,11 +107,10 @@ fn bridge_name(store: &Store, name: &str) -> String {
     }
 }
 
-/// The host-side names of a container's interface: veth host end, and the container end
-/// until it becomes eth0.
-fn link_names(store: &Store, container: &str) -> (String, String) {
-    let h = root_hash(store, container.as_bytes()) as u32;
-    (format!("vb{h:08x}"), format!("vp{h:08x}"))
+/// The host end of a container's veth: named after the root and the container, so that
+/// `doctor` knows this root's from any other's.
+fn host_link(store: &Store, container: &str) -> String {
+    format!("vb{:08x}", root_hash(store, container.as_bytes()) as u32)
 }
 
 /// The MAC a container's eth0 gets unless its config sets one.
@@ -416,7 +415,10 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
         write_hosts(net)?;
         dm.ensure().map_err(net_err)?;
     }
-    if fresh || restarted || !nat::exists(&table(store)).map_err(net_err)? {
+    // A new bridge (first use, or after a reboot) or a dnsmasq that had died: the table is
+    // written again. Checking it at every start would cost an nft process each time; a
+    // table flushed by hand is put back by `berth doctor`.
+    if fresh || restarted {
         sync_firewall(store, None, None)?;
     }
     Ok(())
@@ -522,12 +524,11 @@ fn write_hosts(net: &Network) -> Result<(), Error> {
 /// reserved first. None for `none` and `host`.
 pub fn attach(store: &Store, container: &str, config: &Config) -> Result<Option<Iface>, Error> {
     let n = NetConfig::effective(&config.nets);
-    let (host_name, peer_name) = link_names(store, container);
+    let host_name = host_link(store, container);
     let mac = mac_of(store, container, &n);
     let mut iface = Iface {
         kind: IfaceKind::Routed,
         host_name,
-        peer_name,
         mac,
         ipv4: n.static_ipv4(),
         gateway4: n.gateway.as_deref().and_then(|g| g.parse().ok()),
@@ -763,7 +764,7 @@ pub fn sync_firewall(
                 .flatten()
                 .map(|net| net.file.bridge)
                 .unwrap_or_else(|| n.bridge_name().to_string()),
-            _ => link_names(store, &c).0,
+            _ => host_link(store, &c),
         };
         for p in &cfg.ports {
             rules.forwards.push(nat::Forward {
@@ -878,13 +879,11 @@ pub fn doctor(store: &Store, fix: bool) -> Result<Vec<String>, Error> {
         if running.contains(&c) {
             continue;
         }
-        let (host, peer) = link_names(store, c);
-        for link in [host, peer] {
-            if let Some(index) = nl.index(&link).map_err(net_err)? {
-                found.push(format!("interface {link} of stopped container {c}"));
-                if fix {
-                    nl.delete(index).map_err(net_err)?;
-                }
+        let link = host_link(store, c);
+        if let Some(index) = nl.index(&link).map_err(net_err)? {
+            found.push(format!("interface {link} of stopped container {c}"));
+            if fix {
+                nl.delete(index).map_err(net_err)?;
             }
         }
     }
@@ -933,7 +932,7 @@ pub fn info(store: &Store, container: &str, config: &Config) -> NetInfo {
         mac: addressed.then(|| addr::format_mac(&mac_of(store, container, &n))),
         bridge: (n.kind == "bridge").then(|| n.bridge_name().to_string()),
         host_interface: matches!(n.kind.as_str(), "bridge" | "routed")
-            .then(|| link_names(store, container).0),
+            .then(|| host_link(store, container)),
         kind: n.kind,
     }
 }

@@ -147,6 +147,19 @@ impl Netlink {
         peer: &str,
         peer_mac: Option<[u8; 6]>,
     ) -> Result<(), LinkError> {
+        self.create_veth_into(name, peer, peer_mac, None)
+    }
+
+    /// Creates the veth pair `name` <-> `peer`, the peer made directly in the network
+    /// namespace of process `peer_pid` when given: moving a link between namespaces
+    /// afterwards waits for RCU grace periods (30 ms here), creating it there does not.
+    pub fn create_veth_into(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_mac: Option<[u8; 6]>,
+        peer_pid: Option<u32>,
+    ) -> Result<(), LinkError> {
         check_name(name)?;
         check_name(peer)?;
         let mut peer_msg = LinkMessage::default();
@@ -157,6 +170,9 @@ impl Netlink {
             peer_msg
                 .attributes
                 .push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(pid) = peer_pid {
+            peer_msg.attributes.push(LinkAttribute::NetNsPid(pid));
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -256,17 +272,22 @@ impl Netlink {
     }
 
     /// Creates `name`, a macvlan in bridge mode on link `parent` (so that the containers of
-    /// one parent reach each other), with MAC `mac` when given.
+    /// one parent reach each other), with MAC `mac` when given, made directly in the
+    /// network namespace of process `pid` when given.
     pub fn create_macvlan(
         &mut self,
         name: &str,
         parent: u32,
         mac: Option<[u8; 6]>,
+        pid: Option<u32>,
     ) -> Result<(), LinkError> {
         check_name(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Link(parent));
+        if let Some(pid) = pid {
+            msg.attributes.push(LinkAttribute::NetNsPid(pid));
+        }
         if let Some(mac) = mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }

@@ -160,8 +160,8 @@ pub fn launch(plan: &Plan, host: &Host, child_mask: &SavedMask) -> Result<Runnin
     } else {
         None
     };
-    // The host side of eth0 before any process exists: a missing bridge or parent costs
-    // nothing to refuse, and the link is deleted again on any error until it has moved in.
+    // The host side of eth0 checked before any process exists: a missing bridge or parent
+    // costs nothing to refuse.
     let mut host_side = match &plan.net {
         NetMode::Interface(iface) => {
             Some(crate::netdev::prepare(iface).map_err(LaunchError::berth)?)
@@ -274,7 +274,7 @@ fn start_child(
         write_id_maps(pid, map)?;
     }
     if let Some(side) = host_side {
-        side.move_into(pid).map_err(LaunchError::berth)?;
+        side.create_into(pid).map_err(LaunchError::berth)?;
     }
     // A rootfs already owned by the container's ids (chowned into the range once, as LXC's
     // unprivileged containers are) needs no idmapped mount: the way to run unprivileged on

@@ -1,6 +1,8 @@
 //! The container's eth0, over netlink from the launcher's own process (no `ip` spawned):
-//! the host side is made before clone, the container end moved into the new network
-//! namespace before Go, and configured by the child inside it before init runs.
+//! the host side is checked before clone, the interface made after it with its container
+//! end created directly in the new network namespace (moving a link between namespaces
+//! waits for RCU grace periods: 30 ms here), and configured by the child inside before
+//! init runs.
 //!
 //! Nothing is deleted at stop: when the container's network namespace goes, the kernel
 //! removes its veth pair (and so the host end, its routes and its bridge port) or macvlan
@@ -10,105 +12,69 @@ use berth_net::link::{LinkError, Netlink};
 use berth_spec::{Iface, IfaceKind};
 use std::net::IpAddr;
 
-/// The host side of a container interface until it has moved in: dropped before that (a
-/// failed start), it deletes what it made.
+const ENODEV: i32 = 19;
+const EEXIST: i32 = 17;
+
+/// The host side of a container interface: what it plugs into, found before clone.
 pub struct HostSide<'a> {
     iface: &'a Iface,
     nl: Netlink,
-    /// The link still in the host's namespace that the container end is (veth peer or
-    /// macvlan), by index.
-    peer: u32,
-    /// The veth's host end (None for a macvlan).
-    host_end: Option<u32>,
-    moved: bool,
+    /// The bridge (bridge) or parent (macvlan) link, by index.
+    upper: Option<u32>,
 }
 
 fn err(e: LinkError) -> String {
     format!("container network: {e}")
 }
 
-/// Makes the host side of `iface`: a veth pair (its host end plugged into the bridge and
-/// up) or a macvlan on the parent. Before clone: a bridge that is missing fails the start
-/// before any process exists.
+/// Checks the host side of `iface` before any process exists: the bridge or parent link
+/// is there (a missing one fails the start at no cost), and the host end's name is free.
 pub fn prepare(iface: &Iface) -> Result<HostSide<'_>, String> {
     let mut nl = Netlink::open().map_err(err)?;
-    let (peer, host_end) = match &iface.kind {
-        IfaceKind::Macvlan(parent) => {
-            let parent_index = nl.index(parent).map_err(err)?.ok_or_else(|| {
-                format!("the macvlan parent interface {parent} does not exist on this host")
-            })?;
-            nl.create_macvlan(&iface.peer_name, parent_index, Some(iface.mac))
-                .map_err(err)?;
-            let peer = nl
-                .index(&iface.peer_name)
-                .map_err(err)?
-                .ok_or_else(|| format!("the macvlan {} vanished", iface.peer_name))?;
-            (peer, None)
-        }
-        IfaceKind::Bridge(_) | IfaceKind::Routed => {
-            make_veth(&mut nl, iface)?;
-            let find = |nl: &mut Netlink, name: &str| {
-                nl.index(name)
-                    .map_err(err)?
-                    .ok_or_else(|| format!("the veth end {name} vanished"))
-            };
-            let host = find(&mut nl, &iface.host_name)?;
-            let peer = find(&mut nl, &iface.peer_name)?;
-            (peer, Some(host))
-        }
+    let upper = match &iface.kind {
+        IfaceKind::Macvlan(parent) => Some(nl.index(parent).map_err(err)?.ok_or_else(|| {
+            format!("the macvlan parent interface {parent} does not exist on this host")
+        })?),
+        IfaceKind::Bridge(bridge) => Some(nl.index(bridge).map_err(err)?.ok_or_else(|| {
+            format!(
+                "the bridge {bridge} does not exist on this host (berth network list shows the managed ones)"
+            )
+        })?),
+        IfaceKind::Routed => None,
     };
-    let mut side = HostSide {
-        iface,
-        nl,
-        peer,
-        host_end,
-        moved: false,
-    };
-    side.host_end_up()?;
-    Ok(side)
-}
-
-/// The veth pair of `iface`. The pair of this container's last run may still be there: the
-/// kernel removes it in the background once the old network namespace is gone (a `stop`
-/// followed at once by a `start`), or a crash left it. It is deleted, or waited for, for up
-/// to a second.
-fn make_veth(nl: &mut Netlink, iface: &Iface) -> Result<(), String> {
-    const ENODEV: i32 = 19;
-    const EEXIST: i32 = 17;
-    let mut tries = 0;
-    loop {
-        if let Some(old) = nl.index(&iface.host_name).map_err(err)? {
-            match nl.delete(old) {
-                Err(e) if !e.is_errno(ENODEV) => return Err(err(e)),
-                _ => {}
-            }
-        }
-        match nl.create_veth_with_mac(&iface.host_name, &iface.peer_name, Some(iface.mac)) {
-            Err(e) if e.is_errno(EEXIST) && tries < 500 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            other => return other.map_err(err),
-        }
-    }
+    Ok(HostSide { iface, nl, upper })
 }
 
 impl HostSide<'_> {
-    fn host_end_up(&mut self) -> Result<(), String> {
-        let Some(host) = self.host_end else {
-            return Ok(());
-        };
-        match &self.iface.kind {
-            IfaceKind::Bridge(bridge) => {
-                let master = self.nl.index(bridge).map_err(err)?.ok_or_else(|| {
-                    format!("the bridge {bridge} does not exist on this host (berth network list shows the managed ones)")
-                })?;
+    /// Makes eth0 in the network namespace of `pid` (a veth whose host end joins the
+    /// bridge, or a macvlan), then what the host end needs: up, and for a routed interface
+    /// proxy ARP, forwarding and the host routes to the container's addresses. If this
+    /// fails the caller kills the child, and its namespace takes eth0 with it.
+    pub fn create_into(&mut self, pid: i32) -> Result<(), String> {
+        let pid = u32::try_from(pid).map_err(|_| format!("bad child pid {pid}"))?;
+        let iface = self.iface;
+        if let IfaceKind::Macvlan(_) = iface.kind {
+            let parent = self.upper.unwrap_or_default();
+            return self
+                .nl
+                .create_macvlan("eth0", parent, Some(iface.mac), Some(pid))
+                .map_err(err);
+        }
+        make_veth(&mut self.nl, iface, pid)?;
+        let host = self
+            .nl
+            .index(&iface.host_name)
+            .map_err(err)?
+            .ok_or_else(|| format!("the veth end {} vanished", iface.host_name))?;
+        match iface.kind {
+            IfaceKind::Bridge(_) => {
+                let master = self.upper.unwrap_or_default();
                 self.nl.set_master(host, master).map_err(err)?;
             }
             IfaceKind::Routed => {
                 // The host answers ARP for every address on the container's behalf and
                 // forwards what the container sends: the container sees no other MAC.
-                let name = &self.iface.host_name;
+                let name = &iface.host_name;
                 for key in ["proxy_arp", "forwarding"] {
                     std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/{key}"), "1")
                         .map_err(|e| format!("container network: set {key} on {name}: {e}"))?;
@@ -116,23 +82,14 @@ impl HostSide<'_> {
             }
             IfaceKind::Macvlan(_) => {}
         }
-        self.nl.set_up(host).map_err(err)
-    }
-
-    /// Moves the container end into the network namespace of `pid` as eth0, then adds the
-    /// host routes a routed interface needs (after the move: a route to an address on a
-    /// down link would be refused).
-    pub fn move_into(&mut self, pid: i32) -> Result<(), String> {
-        let pid = u32::try_from(pid).map_err(|_| format!("bad child pid {pid}"))?;
-        self.nl.move_to_pid(self.peer, pid, "eth0").map_err(err)?;
-        self.moved = true;
-        if let (IfaceKind::Routed, Some(host)) = (&self.iface.kind, self.host_end) {
-            if let Some(v4) = self.iface.ipv4 {
+        self.nl.set_up(host).map_err(err)?;
+        if let IfaceKind::Routed = iface.kind {
+            if let Some(v4) = iface.ipv4 {
                 self.nl
                     .add_route(Some((IpAddr::V4(v4.addr), 32)), None, host)
                     .map_err(err)?;
             }
-            if let Some(v6) = self.iface.ipv6 {
+            if let Some(v6) = iface.ipv6 {
                 self.nl
                     .add_route(Some((IpAddr::V6(v6.addr), 128)), None, host)
                     .map_err(err)?;
@@ -142,11 +99,25 @@ impl HostSide<'_> {
     }
 }
 
-impl Drop for HostSide<'_> {
-    fn drop(&mut self) {
-        if !self.moved {
-            // Deleting either end of a veth deletes both.
-            let _ = self.nl.delete(self.peer);
+/// The veth pair of `iface`, its container end created as eth0 in the namespace of `pid`.
+/// The host end of this container's last run may still be there: the kernel removes it in
+/// the background once the old network namespace is gone (a `stop` followed at once by a
+/// `start`), or a crash left it. It is deleted, or waited for, for up to a second.
+fn make_veth(nl: &mut Netlink, iface: &Iface, pid: u32) -> Result<(), String> {
+    let mut tries = 0;
+    loop {
+        if let Some(old) = nl.index(&iface.host_name).map_err(err)? {
+            match nl.delete(old) {
+                Err(e) if !e.is_errno(ENODEV) => return Err(err(e)),
+                _ => {}
+            }
+        }
+        match nl.create_veth_into(&iface.host_name, "eth0", Some(iface.mac), Some(pid)) {
+            Err(e) if e.is_errno(EEXIST) && tries < 500 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            other => return other.map_err(err),
         }
     }
 }

@@ -39,10 +39,8 @@ pub enum NetMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Iface {
     pub kind: IfaceKind,
-    /// The host end of the veth (for a macvlan: its name until it moves in).
+    /// The host end of the veth (unused by a macvlan, which has none).
     pub host_name: String,
-    /// The container end's name on the host, before it moves in and becomes eth0.
-    pub peer_name: String,
     pub mac: [u8; 6],
     /// Static addresses, set before init starts (None: the guest asks by DHCP / RA).
     pub ipv4: Option<crate::cidr::Ipv4Net>,
