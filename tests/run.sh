@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # What the tests use besides the build's own packages (installed when missing).
 missing=""
-for p in busybox-static debootstrap python3 util-linux uidmap attr acl squashfs-tools-ng e2fsprogs lxcfs; do
+for p in busybox-static debootstrap python3 util-linux uidmap attr acl squashfs-tools-ng e2fsprogs lxcfs dnsmasq-base nftables iproute2; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
