@@ -535,6 +535,7 @@ pub fn attach(store: &Store, container: &str, config: &Config) -> Result<Option<
         ipv6: n.static_ipv6(),
         gateway6: None,
         dns: None,
+        guest_static: n.static_ipv4().is_some(),
     };
     match n.kind.as_str() {
         "none" | "host" => return Ok(None),

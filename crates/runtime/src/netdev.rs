@@ -154,12 +154,82 @@ fn write_resolv_conf(dns: &berth_spec::Dns) {
     }
 }
 
+/// systemd-networkd's file for a static eth0: sorts before any other .network file that
+/// matches eth0 (the Debian image's DHCP one is 80-container-eth0.network).
+const NETWORKD_FILE: &str = "/etc/systemd/network/10-berth-eth0.network";
+/// ifupdown's, sourced by Debian's /etc/network/interfaces.
+const IFUPDOWN_FILE: &str = "/etc/network/interfaces.d/berth-eth0";
+const GUEST_MARK: &str = "# written by berth from the container's config at each start";
+
+/// A static address written where the guest's own network manager looks (networkd,
+/// ifupdown), so that it keeps the address instead of asking DHCP; berth's files are
+/// removed again when the config no longer asks for one. A file of the same name that
+/// berth did not write is left alone. Inside the container, after pivot_root.
+fn write_guest_config(iface: &Iface) {
+    let ours = |path: &str| std::fs::read_to_string(path).is_ok_and(|t| t.starts_with(GUEST_MARK));
+    let (Some(v4), true) = (iface.ipv4, iface.guest_static) else {
+        for f in [NETWORKD_FILE, IFUPDOWN_FILE] {
+            if ours(f) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        return;
+    };
+    let dns = iface.dns.as_ref();
+    let free = |path: &str| {
+        let p = std::path::Path::new(path);
+        p.parent().is_some_and(std::path::Path::is_dir)
+            && (ours(path) || std::fs::symlink_metadata(p).is_err())
+    };
+    if free(NETWORKD_FILE) {
+        let mut text = format!("{GUEST_MARK}\n[Match]\nName=eth0\n\n[Network]\nAddress={v4}\n");
+        if let Some(gw) = iface.gateway4 {
+            text += &format!("Gateway={gw}\n");
+        }
+        if let Some(v6) = iface.ipv6 {
+            text += &format!("Address={v6}\n");
+        }
+        if let Some(d) = dns {
+            text += &format!("DNS={}\nDomains={}\n", d.server, d.search);
+        }
+        write_file(NETWORKD_FILE, &text);
+    }
+    // ifupdown: unless /etc/network/interfaces configures eth0 itself. `manual`, with the
+    // address as a comment: eth0 is configured already, and ifupdown's static method would
+    // fail adding an address that exists (a failed networking.service), while `dhcp`
+    // would ask for another.
+    let main = std::fs::read_to_string("/etc/network/interfaces").unwrap_or_default();
+    if free(IFUPDOWN_FILE)
+        && !main
+            .lines()
+            .any(|l| l.trim_start().starts_with("iface eth0"))
+    {
+        let gw = iface
+            .gateway4
+            .map(|g| format!(", gateway {g}"))
+            .unwrap_or_default();
+        let text = format!(
+            "{GUEST_MARK}\n# eth0 has {v4}{gw}, set by berth before init\nauto eth0\niface eth0 inet manual\n"
+        );
+        write_file(IFUPDOWN_FILE, &text);
+    }
+}
+
+/// Writes `text` to `path` by rename; a read-only or full rootfs keeps what it has.
+fn write_file(path: &str, text: &str) {
+    let tmp = format!("{path}.berth-tmp");
+    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// Inside the container's network namespace, before init: eth0 gets its static
 /// addresses and routes, and comes up (with DHCP the guest takes it from there).
 pub fn configure_inside(iface: &Iface) -> Result<(), String> {
     if let Some(dns) = &iface.dns {
         write_resolv_conf(dns);
     }
+    write_guest_config(iface);
     let mut nl = Netlink::open().map_err(err)?;
     let eth0 = nl
         .index("eth0")

@@ -50,6 +50,10 @@ pub struct Iface {
     /// On a managed network, the resolver the guest should use (the network's dnsmasq),
     /// written to /etc/resolv.conf before init if the guest has none of its own.
     pub dns: Option<Dns>,
+    /// The config asks for this static address (not one berth reserved for a DHCP-capable
+    /// guest): it is also written where the guest's network manager looks, so that the
+    /// guest keeps it rather than asking DHCP.
+    pub guest_static: bool,
 }
 
 /// The resolver of a managed network.

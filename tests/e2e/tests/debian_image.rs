@@ -129,12 +129,83 @@ fn debian_bookworm_builds_once_and_boots() {
     // apt-get update through the NAT, where the mirror answers the host.
     let apt = apt_update(&root, &name);
     let stop = berth(&root, &["stop", &name, "--timeout", "60"]);
+    // The second container with a static address: set before init, written for networkd
+    // (and ifupdown), and the guest boots with no failed unit and keeps it.
+    let subnet = listed
+        .rsplit_once('.')
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_default();
+    let fixed = format!("{subnet}.200/24");
+    ok(
+        &root,
+        &["config", "set", &second, &format!("net.ipv4={fixed}")],
+    );
+    ok(&root, &["start", &second]);
+    let mut second_state = String::new();
+    for _ in 0..600 {
+        second_state = text(
+            &berth(
+                &root,
+                &["exec", &second, "--", "systemctl", "is-system-running"],
+            )
+            .stdout,
+        )
+        .trim()
+        .to_string();
+        if second_state == "running" || second_state == "degraded" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let second_failed = text(
+        &berth(
+            &root,
+            &[
+                "exec",
+                &second,
+                "--",
+                "systemctl",
+                "--failed",
+                "--no-legend",
+            ],
+        )
+        .stdout,
+    );
+    // networkd has configured the link by now: the address is still the one asked for.
+    let second_eth0 = ok(
+        &root,
+        &[
+            "exec", &second, "--", "ip", "-4", "-o", "addr", "show", "eth0",
+        ],
+    );
+    let networkd_file = ok(
+        &root,
+        &[
+            "exec",
+            &second,
+            "--",
+            "cat",
+            "/etc/systemd/network/10-berth-eth0.network",
+        ],
+    );
     let _ = berth(&root, &["delete", "--force", &name]);
     let _ = berth(&root, &["delete", "--force", &second]);
     assert_eq!(state, "running", "failed units: {failed}");
     assert!(
         !listed.is_empty() && eth0.contains(&format!("inet {listed}/")),
         "{eth0} vs {listed:?}"
+    );
+    assert_eq!(
+        second_state, "running",
+        "static: failed units: {second_failed}"
+    );
+    assert!(
+        second_eth0.contains(&format!("inet {fixed}")),
+        "{second_eth0}"
+    );
+    assert!(
+        networkd_file.contains(&format!("Address={fixed}")),
+        "{networkd_file}"
     );
     if let Some((ok_, out)) = apt {
         assert!(ok_, "apt-get update inside, through the NAT: {out}");
