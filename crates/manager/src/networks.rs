@@ -508,8 +508,10 @@ fn write_hosts(net: &Network) -> Result<(), Error> {
         .iter()
         .filter_map(|(n, l)| Some((n.clone(), l.ipv4.parse().ok()?, l.mac.clone())))
         .collect();
+    // A run's lease has no name to resolve (its key is not a hostname).
     let hosts: Vec<Host<'_>> = leases
         .iter()
+        .filter(|(n, _, _)| !n.starts_with("run."))
         .map(|(n, ip, mac)| Host {
             name: n,
             ipv4: *ip,
@@ -586,6 +588,37 @@ pub fn attach(store: &Store, container: &str, config: &Config) -> Result<Option<
         }
     }
     Ok(Some(iface))
+}
+
+/// The lease key of a `berth run` (not a container name: it holds a '.'): this process's
+/// pid, so that `doctor` can tell a live run's lease from a dead one's.
+pub fn run_key() -> String {
+    format!("run.{}", std::process::id())
+}
+
+/// eth0 for a `berth run` on managed network `network`: its address reserved under `key`
+/// (see [`run_key`]) and set before the command starts.
+pub fn attach_run(store: &Store, key: &str, network: &str) -> Result<Iface, Error> {
+    let mut config = Config::new(berth_spec::config::Rootfs::default());
+    let mut n = NetConfig::of("bridge");
+    n.bridge = Some(network.to_string());
+    config.nets = vec![n];
+    if load(store, network)?.is_none() && network != berth_spec::netconfig::DEFAULT_NETWORK {
+        return Err(net_err(format!(
+            "--net bridge={network}: no such network (`berth network list`, `berth network create {network}`)"
+        )));
+    }
+    attach(store, key, &config)?
+        .ok_or_else(|| net_err("a bridge interface was asked for but none was made"))
+}
+
+/// Whether lease `key` belongs to nobody any more: a deleted container, or a `berth run`
+/// whose process is gone.
+fn stale_lease(key: &str, containers: &[String]) -> bool {
+    match key.strip_prefix("run.") {
+        Some(pid) => !Path::new("/proc").join(pid).exists(),
+        None => !containers.iter().any(|c| c == key),
+    }
 }
 
 /// The container's lease on `net`: kept if it has one that still fits its config, the
@@ -894,11 +927,11 @@ pub fn doctor(store: &Store, fix: bool) -> Result<Vec<String>, Error> {
             .file
             .leases
             .keys()
-            .filter(|c| !containers.contains(c))
+            .filter(|c| stale_lease(c, &containers))
             .cloned()
             .collect();
         for c in &stale {
-            found.push(format!("lease on {} of deleted container {c}", net.name));
+            found.push(format!("lease on {} of {c}, which is gone", net.name));
             net.file.leases.remove(c);
         }
         if fix && !stale.is_empty() {

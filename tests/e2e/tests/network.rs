@@ -582,3 +582,38 @@ fn bandwidth_limits_shape_the_host_end_and_follow_live_changes() {
     ]);
     assert!(one_line_refusal(&out, "shaping without a veth").contains("net.type"));
 }
+
+#[test]
+fn a_run_joins_a_bridge_and_gives_its_address_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    // A container first, so that the network exists and its gateway is known.
+    let c = Running::new(&w, &[]);
+    let net = network(&w, "berth0");
+    let gw = net["dns"].as_str().expect("gateway").to_string();
+    let out = w.run(&[
+        "run",
+        "--net",
+        "bridge",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        &format!("ip -4 -o addr show eth0 && ping -c1 -W3 {gw} >/dev/null && ping -c1 -W3 {} >/dev/null && echo reached", c.name),
+    ]);
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got} {}", text(&out.stderr));
+    assert!(got.contains("inet 10.") && got.contains("reached"), "{got}");
+    // The run's lease is given back: only the container's is left.
+    let leases = network(&w, "berth0")["leases"].clone();
+    assert_eq!(leases.as_object().map(|l| l.len()), Some(1), "{leases}");
+    let out = w.run(&["run", "--net", "bridge=nosuchnet", "busybox", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nosuchnet"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -4,7 +4,7 @@ use super::limit_flags::LimitFlags;
 use crate::Failure;
 use anyhow::{Context, anyhow};
 use berth_spec::{Limits, NetMode, Plan, User, passwd, validate};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,9 @@ pub struct RunArgs {
     /// No user namespace: container root is host root (LXC's default; less isolated).
     #[arg(long)]
     privileged: bool,
-    /// Network: `none` (a namespace with loopback only, the default) or `host`.
-    #[arg(long, value_enum, default_value_t = Net::None)]
+    /// Network: `none` (a namespace with loopback only, the default), `host`, or `bridge`
+    /// / `bridge=NETWORK` (eth0 on a managed network: an address, NAT and DNS).
+    #[arg(long, value_parser = parse_net, default_value = "none", value_name = "none|host|bridge[=NETWORK]")]
     net: Net,
     /// Bind mount SRC:DST[:ro] (repeatable).
     #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
@@ -58,10 +59,25 @@ pub struct RunArgs {
 /// other v1 hierarchies (devices, freezer, name=systemd, ...) serve system containers.
 const RUN_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
 
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+/// `--net`: none (the default), host, or bridge[=NETWORK] (eth0 on a managed network,
+/// berth0 by default, with an address reserved for the run and given back at its end).
+#[derive(Clone, Debug, PartialEq)]
 enum Net {
     None,
     Host,
+    Bridge(String),
+}
+
+fn parse_net(text: &str) -> Result<Net, String> {
+    match text {
+        "none" => Ok(Net::None),
+        "host" => Ok(Net::Host),
+        "bridge" => Ok(Net::Bridge(berth_spec::netconfig::DEFAULT_NETWORK.into())),
+        t => match t.strip_prefix("bridge=") {
+            Some(n) if !n.is_empty() => Ok(Net::Bridge(n.to_string())),
+            _ => Err(format!("{t:?}: use none, host, bridge or bridge=NETWORK")),
+        },
+    }
 }
 
 /// `berth [--root DIR] [--log-level L] run [OPTIONS] SOURCE [-- COMMAND...]` parsed by hand:
@@ -94,13 +110,7 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, RunArgs)>
         match opt {
             "--name" => a.name = Some(value()?),
             "--privileged" if inline.is_none() => a.privileged = true,
-            "--net" => {
-                a.net = match value()?.as_str() {
-                    "none" => Net::None,
-                    "host" => Net::Host,
-                    _ => return None,
-                }
-            }
+            "--net" => a.net = parse_net(&value()?).ok()?,
             "--bind" => a.binds.push(value()?),
             "--ephemeral" if inline.is_none() => a.ephemeral = true,
             "--user" | "-u" => a.user = Some(value()?),
@@ -131,9 +141,27 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, RunArgs)>
 }
 
 pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
-    let (plan, host) = plan(state_root, args).map_err(Failure::berth)?;
-    let status = berth_runtime::run(&plan, &host)?;
-    Ok(u8::try_from(status).unwrap_or(255))
+    let bridge = match &args.net {
+        Net::Bridge(n) => Some(n.clone()),
+        _ => None,
+    };
+    let (mut plan, host) = plan(state_root, args).map_err(Failure::berth)?;
+    let Some(network) = bridge else {
+        let status = berth_runtime::run(&plan, &host)?;
+        return Ok(u8::try_from(status).unwrap_or(255));
+    };
+    // eth0 on the network, its address reserved under the run's own key (given back at the
+    // end, or by `berth doctor` once this process is gone).
+    let store = berth_store::Store::open(state_root).map_err(|e| Failure::berth(e.into()))?;
+    let key = berth_manager::networks::run_key();
+    let iface = berth_manager::networks::attach_run(&store, &key, &network)
+        .map_err(|e| Failure::berth(e.into()))?;
+    plan.net = NetMode::Interface(Box::new(iface));
+    let status = berth_runtime::run(&plan, &host);
+    if let Err(e) = berth_manager::networks::release(&store, &key) {
+        tracing::warn!("giving back the address of this run: {e}");
+    }
+    Ok(u8::try_from(status?).unwrap_or(255))
 }
 
 /// The limit flags, checked as `[limits]` is, the errors naming the flags.
@@ -172,8 +200,8 @@ fn limits(a: &RunArgs) -> anyhow::Result<Limits> {
     }
     if limits.net_ingress.is_some() || limits.net_egress.is_some() {
         return Err(anyhow!(
-            "--net-ingress and --net-egress shape a container's own network interface; `run` has \
-             only --net none (nothing to shape) or --net host (the host's own interfaces)"
+            "--net-ingress and --net-egress shape a system container's veth; `run` does not \
+             shape its network (use `berth launch` with the limits)"
         ));
     }
     Ok(limits)
@@ -329,9 +357,10 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         user,
         hostname: Some(hostname),
         id_map,
+        // A bridge's eth0 is added by `main` once the network has a lease for the run.
         net: match a.net {
-            Net::None => NetMode::Loopback,
             Net::Host => NetMode::Host,
+            Net::None | Net::Bridge(_) => NetMode::Loopback,
         },
         cgroupns: true,
         mount_sys: true,
