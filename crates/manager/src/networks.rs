@@ -401,6 +401,7 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
             &format!("net/ipv4/conf/{}/route_localnet", net.file.bridge),
             "1",
         )?;
+        tell_resolved(net);
     }
     if net.file.nat
         && std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() != "1")
@@ -422,6 +423,36 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
         sync_firewall(store, None, None)?;
     }
     Ok(())
+}
+
+/// Where the host resolves names with systemd-resolved, NAME.berth is sent to the
+/// network's dnsmasq (per-link DNS with a routing-only domain, as Incus does), so that the
+/// host resolves containers by name. Elsewhere the host asks the network's DNS address
+/// itself (`berth network show`). Best effort: a network works without it.
+fn tell_resolved(net: &Network) {
+    if !Path::new("/run/systemd/resolve/io.systemd.Resolve").exists() {
+        return;
+    }
+    let bridge = &net.file.bridge;
+    let dns = net.ipv4.addr.to_string();
+    let domain = format!("~{}", berth_net::dnsmasq::DOMAIN);
+    for args in [
+        vec!["dns", bridge.as_str(), dns.as_str()],
+        vec!["domain", bridge.as_str(), domain.as_str()],
+    ] {
+        let ran = std::process::Command::new("resolvectl")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !ran.is_ok_and(|s| s.success()) {
+            tracing::warn!(
+                "resolvectl {}: the host will not resolve .berth names",
+                args.join(" ")
+            );
+        }
+    }
 }
 
 fn sysctl(key: &str, value: &str) -> Result<(), Error> {
@@ -937,6 +968,15 @@ pub fn doctor(store: &Store, fix: bool) -> Result<Vec<String>, Error> {
         if fix && !stale.is_empty() {
             save(store, &net.file, &net.name)?;
             write_hosts(&net)?;
+        }
+        // A network in use whose dnsmasq died: DHCP and names are down until the next
+        // start; brought back now.
+        let bridge_up = Path::new("/sys/class/net").join(&net.file.bridge).exists();
+        if bridge_up && net.dnsmasq(&dnsmasq_dir(&net)).running().is_none() {
+            found.push(format!("dnsmasq of network {} not running", net.name));
+            if fix {
+                up(store, &net)?;
+            }
         }
     }
     if fix {

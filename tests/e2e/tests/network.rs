@@ -490,7 +490,7 @@ fn doctor_removes_what_a_crash_left() {
     assert!(!host_links(&host_end).is_empty(), "a dry run removed it");
     let fixed = ok(&w, &["doctor"]);
     assert!(
-        fixed.contains(&format!("removed interface {host_end}")),
+        fixed.contains(&format!("fixed: interface {host_end}")),
         "{fixed}"
     );
     assert!(host_links(&host_end).is_empty());
@@ -498,6 +498,31 @@ fn doctor_removes_what_a_crash_left() {
     let _ = Command::new("ip").args(["link", "del", &foreign]).output();
     // The container starts as if nothing had happened.
     ok(&w, &["start", &name]);
+    // A network whose dnsmasq died: found, and started again. Ours: this World's
+    // network's dnsmasq, by the pid it recorded.
+    let net = network(&w, "berth0");
+    let bridge = net["bridge"].as_str().expect("bridge").to_string();
+    let pid_file = std::path::Path::new("/run/berth-net")
+        .join(&bridge)
+        .join("pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("dnsmasq pid");
+    let pid = pid.trim().to_string();
+    let _ = Command::new("kill").arg(&pid).status();
+    assert!(wait_until(|| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
+    }));
+    let fixed = ok(&w, &["doctor"]);
+    assert!(fixed.contains("dnsmasq of network berth0"), "{fixed}");
+    let gw = net["dns"].as_str().expect("dns").to_string();
+    let look = Command::new("busybox")
+        .args(["nslookup", &format!("{name}.berth"), &gw])
+        .output()
+        .expect("nslookup");
+    assert!(
+        text(&look.stdout).contains("Name:"),
+        "{}",
+        text(&look.stdout)
+    );
     ok(&w, &["delete", "--force", &name]);
     assert!(ok(&w, &["doctor"]).contains("nothing left behind"));
 }

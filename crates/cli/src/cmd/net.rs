@@ -301,7 +301,8 @@ pub struct DoctorArgs {
     dry_run: bool,
 }
 
-/// `berth doctor`: what stopped or deleted containers left on the host, removed.
+/// `berth doctor`: what stopped or deleted containers left on the host, removed, and a
+/// network's dead dnsmasq started again.
 pub fn doctor(root: &Path, a: DoctorArgs) -> Result<u8, Failure> {
     let m = Manager::open(root).map_err(fail)?;
     let found = networks::doctor(&m.store, !a.dry_run).map_err(fail)?;
@@ -309,7 +310,7 @@ pub fn doctor(root: &Path, a: DoctorArgs) -> Result<u8, Failure> {
         println!("nothing left behind");
     }
     for f in &found {
-        println!("{} {f}", if a.dry_run { "found" } else { "removed" });
+        println!("{}: {f}", if a.dry_run { "found" } else { "fixed" });
     }
     Ok(0)
 }
