@@ -132,48 +132,62 @@ impl World {
     /// Deletes every network of the World's root (after its containers): their bridges,
     /// dnsmasqs and firewall rules go with them.
     pub fn delete_networks(&self) {
-        let Ok(out) = self
-            .berth()
-            .args(["network", "list", "--format", "json"])
-            .stdin(std::process::Stdio::null())
-            .output()
-        else {
-            return;
-        };
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        for n in list.as_array().into_iter().flatten() {
-            if let Some(name) = n["name"].as_str() {
-                let _ = self
-                    .berth()
-                    .args(["network", "delete", name])
-                    .stdin(std::process::Stdio::null())
-                    .output();
-            }
-        }
+        clear_root(&self.state, false);
     }
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        // Whatever a test made and did not delete (it failed half-way, say) goes: containers,
-        // their processes, their cgroups.
-        let containers = self.state.join("containers");
-        for entry in std::fs::read_dir(&containers)
+/// Deletes what a test left in state root `root`: its containers (with `containers`) and
+/// then its networks.
+fn clear_root(root: &Path, containers: bool) {
+    let berth = |args: &[&str]| {
+        Command::new(bin("berth"))
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    if containers {
+        for entry in std::fs::read_dir(root.join("containers"))
             .into_iter()
             .flatten()
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with('.') {
-                let _ = self
-                    .berth()
-                    .args(["delete", "--force", &name])
-                    .stdin(std::process::Stdio::null())
-                    .output();
+                let _ = berth(&["delete", "--force", &name]);
             }
         }
-        // Its networks: bridges, dnsmasqs and the root's firewall table.
-        self.delete_networks();
+    }
+    let Ok(out) = berth(&["network", "list", "--format", "json"]) else {
+        return;
+    };
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    for n in list.as_array().into_iter().flatten() {
+        if let Some(name) = n["name"].as_str() {
+            let _ = berth(&["network", "delete", name]);
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Whatever a test made and did not delete (it failed half-way, say) goes: containers
+        // (their processes, their cgroups) and networks (bridges, dnsmasqs, the firewall
+        // table), of the World's root and of any other root a test made in its directory.
+        clear_root(&self.state, true);
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = entry.path();
+            if dir != self.state
+                && (dir.join("containers").is_dir() || dir.join("networks").is_dir())
+            {
+                clear_root(&dir, true);
+            }
+        }
         // The lxcfs berth started for a state root of this test (the World's, or another
         // under its directory) ends with its mount.
         stop_lxcfs_under(self.dir.path());

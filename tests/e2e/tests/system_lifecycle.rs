@@ -279,13 +279,18 @@ fn a_relative_state_root_works() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = berth(&["exec", &name, "--", "echo", "ok"]);
     assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    // The supervisor opens the console log as it settles into its loop, a moment after
+    // the start returned.
+    let log = w
+        .dir
+        .path()
+        .join("relative-state/containers")
+        .join(&name)
+        .join("console.log");
     assert!(
-        w.dir
-            .path()
-            .join("relative-state/containers")
-            .join(&name)
-            .join("console.log")
-            .exists()
+        berth_e2e::system::wait_until(|| log.exists()),
+        "no {}",
+        log.display()
     );
     let out = berth(&["delete", "--force", &name]);
     assert!(out.status.success(), "{}", text(&out.stderr));
