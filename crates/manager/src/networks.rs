@@ -546,7 +546,10 @@ fn write_hosts(net: &Network) -> Result<(), Error> {
         .map(|(n, ip, mac)| Host {
             name: n,
             ipv4: *ip,
-            ipv6: None,
+            ipv6: net
+                .ipv6
+                .zip(addr::parse_mac(mac))
+                .map(|(p, m)| addr::eui64(&p, &m)),
             mac,
         })
         .collect();

@@ -85,6 +85,23 @@ pub fn mac_for(seed: u64) -> [u8; 6] {
     [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
+/// The address a guest gives itself in `prefix` by SLAAC from `mac` (modified EUI-64, the
+/// kernel's default): the MAC with its universal/local bit flipped and ff:fe in the middle.
+/// berth puts it in DNS, so that NAME resolves to IPv6 too without asking the guest.
+pub fn eui64(prefix: &Ipv6Net, mac: &[u8; 6]) -> Ipv6Addr {
+    let id = [
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ];
+    prefix.host(u128::from(u64::from_be_bytes(id)))
+}
+
 /// A MAC as "02:ab:cd:ef:01:23".
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()
@@ -173,6 +190,16 @@ mod tests {
         for bad in ["10.9.8.0", "10.9.8.1", "10.9.8.255", "10.9.9.4"] {
             assert!(!usable(&net, bad.parse().expect("ip")), "{bad}");
         }
+    }
+
+    #[test]
+    fn slaac_addresses_follow_the_mac() {
+        let p: Ipv6Net = "fd8b:6861:9bfb:f2e3::1/64".parse().expect("v6");
+        let mac = parse_mac("02:3e:5f:bf:2f:c7").expect("mac");
+        assert_eq!(
+            eui64(&p, &mac).to_string(),
+            "fd8b:6861:9bfb:f2e3:3e:5fff:febf:2fc7"
+        );
     }
 
     #[test]

@@ -111,6 +111,20 @@ fn two_containers_reach_each_other_the_host_and_are_named() {
         "{}",
         text(&look.stdout)
     );
+    // IPv6: the guest takes an address in the network's ULA by router advertisement
+    // (SLAAC), which its name resolves to as well.
+    let ula = net["ipv6"].as_str().expect("ipv6").to_string();
+    let prefix = ula.split("::").next().expect("prefix").to_string();
+    let mut v6 = String::new();
+    assert!(
+        wait_until(|| {
+            v6 = sh(&w, &b.name, "ip -6 -o addr show dev eth0 scope global").1;
+            v6.contains(&prefix) && !v6.contains("tentative")
+        }),
+        "no SLAAC address in {ula}: {v6}"
+    );
+    let (ok_, out) = sh(&w, &a.name, &format!("ping6 -c1 -W3 {}.berth", b.name));
+    assert!(ok_, "ping6 by name: {out}");
 }
 
 /// An HTTP GET of /index.html from HOST:PORT, with a time limit: the response's text.
