@@ -424,6 +424,8 @@ mod tests {
                 "--",
                 "--weird-command",
             ],
+            &["berth", "run", "--net", "bridge", "busybox"],
+            &["berth", "run", "--net=bridge=lab", "busybox", "true"],
         ];
         for line in lines {
             let argv: Vec<String> = line.iter().map(|s| s.to_string()).collect();
@@ -438,7 +440,7 @@ mod tests {
             &["berth", "run"][..],
             &["berth", "run", "--help"],
             &["berth", "run", "--bogus", "busybox"],
-            &["berth", "run", "--net", "bridge", "busybox"],
+            &["berth", "run", "--net", "wifi", "busybox"],
             &["berth", "run", "busybox", "--ephemeral"],
             &["berth", "run", "-te", "A=1", "busybox"],
         ] {
