@@ -379,7 +379,15 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
     let fresh = match nl.index(&net.file.bridge).map_err(net_err)? {
         Some(_) => false,
         None => {
-            nl.create_bridge(&net.file.bridge).map_err(net_err)?;
+            nl.create_bridge(&net.file.bridge).map_err(|e| {
+                if e.is_errno(95 /* EOPNOTSUPP */) {
+                    net_err(format!(
+                        "{e}: this kernel has no bridge support (modprobe bridge); without it use --net none, host or macvlan"
+                    ))
+                } else {
+                    net_err(e)
+                }
+            })?;
             true
         }
     };

@@ -130,8 +130,11 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 /// Whether `ip` is an address a container may be given inside `subnet`: in it, and neither
 /// the network, the broadcast nor the gateway (.1) address.
 pub fn usable(subnet: &Ipv4Net, ip: Ipv4Addr) -> bool {
-    let n = u64::from(u32::from(ip) - u32::from(subnet.network().addr));
-    subnet.contains(ip) && n != 0 && n != 1 && n != subnet.size() - 1
+    if !subnet.contains(ip) {
+        return false;
+    }
+    let n = u64::from(u32::from(ip).wrapping_sub(u32::from(subnet.network().addr)));
+    n != 0 && n != 1 && n != subnet.size() - 1
 }
 
 /// The address family of `ip`, for messages.
@@ -187,7 +190,14 @@ mod tests {
         let all: Vec<Ipv4Addr> = (2..=254).map(|n| net.host(n)).collect();
         assert_eq!(allocate(&net, &all), None);
         assert!(usable(&net, "10.9.8.9".parse().expect("ip")));
-        for bad in ["10.9.8.0", "10.9.8.1", "10.9.8.255", "10.9.9.4"] {
+        for bad in [
+            "10.9.8.0",
+            "10.9.8.1",
+            "10.9.8.255",
+            "10.9.9.4",
+            "10.9.7.200",
+            "9.0.0.1",
+        ] {
             assert!(!usable(&net, bad.parse().expect("ip")), "{bad}");
         }
     }

@@ -128,7 +128,9 @@ pub struct Ruleset {
 /// The base chains: (name, type, hook, priority). The priorities are nft's named ones
 /// (nft(8), "CHAINS"): dstnat = -100, srcnat = 100, filter = 0. Every policy is accept:
 /// this table only adds, and filtering stays with the host's own tables.
-const CHAINS: [(&str, NfChainType, NfHook, i32); 5] = [
+const CHAINS: [(&str, NfChainType, NfHook, i32); 6] = [
+    // raw (-300): before conntrack and routing, where route_localnet's hole is closed.
+    ("guard", NfChainType::Filter, NfHook::Prerouting, -300),
     ("prerouting", NfChainType::NAT, NfHook::Prerouting, -100),
     ("output", NfChainType::NAT, NfHook::Output, -100),
     ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100),
@@ -311,6 +313,21 @@ fn network_rules(net: &Network, out: &mut Planned) {
             out.push(("postrouting", rule));
         }
     }
+    // The bridge has route_localnet (so that the host's 127.0.0.1 reaches forwards), which
+    // would also let a container send to 127.0.0.0/8 through the bridge and reach services
+    // the host binds to loopback only (CVE-2020-8558 in Kubernetes): such packets are
+    // dropped as they arrive. The forwards' own replies go to the bridge's address.
+    out.push((
+        "guard",
+        vec![
+            eq(meta(MetaKey::Iifname), text(br)),
+            eq(
+                payload("ip", "daddr"),
+                prefix(Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+            ),
+            Statement::Drop(Some(nftables::stmt::Drop {})),
+        ],
+    ));
     // Accepts here only matter for this table; a host table that drops still decides.
     out.push((
         "forward",

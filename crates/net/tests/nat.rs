@@ -213,6 +213,7 @@ fn sync_creates_the_chains_and_rules() {
         listed_chains(&t.0),
         vec![
             (s("forward"), s("filter"), s("forward"), 0, s("accept")),
+            (s("guard"), s("filter"), s("prerouting"), -300, s("accept")),
             (s("input"), s("filter"), s("input"), 0, s("accept")),
             (s("output"), s("nat"), s("output"), -100, s("accept")),
             (
@@ -374,7 +375,7 @@ fn a_second_sync_replaces_the_first() {
     ));
     let text = serde_json::to_string(&rules).expect("json");
     assert!(!text.contains("berthnt1"), "old network left: {text}");
-    assert_eq!(listed_chains(&t.0).len(), 5);
+    assert_eq!(listed_chains(&t.0).len(), 6);
 }
 
 #[test]

@@ -656,3 +656,45 @@ fn a_run_joins_a_bridge_and_gives_its_address_back() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_hosts_loopback_services_are_out_of_a_containers_reach() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let gw = network(&w, "berth0")["dns"]
+        .as_str()
+        .expect("gw")
+        .to_string();
+    let pid = berth_e2e::system::info(&w, &c.name)["pid"].to_string();
+    // A service the host binds to loopback only.
+    let sock = std::net::UdpSocket::bind("127.0.0.2:0").expect("bind");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .expect("timeout");
+    let port = sock.local_addr().expect("addr").port();
+    // What root in the container can do in its own namespace (it could also send raw
+    // frames): route 127.0.0.2 to the gateway, and send there. Done from the host with
+    // nsenter, the container's /proc/sys being read-only.
+    let inside = |script: &str| {
+        Command::new("nsenter")
+            .args(["-t", &pid, "-n", "sh", "-c", script])
+            .output()
+            .expect("nsenter")
+    };
+    let setup = inside(&format!(
+        "sysctl -qw net.ipv4.conf.eth0.route_localnet=1 && ip route add 127.0.0.2/32 via {gw} dev eth0"
+    ));
+    assert!(setup.status.success(), "{}", text(&setup.stderr));
+    let _ = inside(&format!(
+        "echo leak | busybox nc -u -w1 127.0.0.2 {port}; echo leak | busybox nc -u -w1 127.0.0.2 {port}"
+    ));
+    let mut buf = [0u8; 64];
+    let got = sock.recv_from(&mut buf);
+    assert!(
+        got.is_err(),
+        "the host's loopback service got {:?}",
+        got.map(|(n, a)| (String::from_utf8_lossy(&buf[..n]).to_string(), a))
+    );
+}
