@@ -310,6 +310,11 @@ fn create_locked(store: &Store, name: &str, opts: &CreateOptions) -> Result<Netw
                     "--subnet {s}: the prefix must be between /8 and /30"
                 )));
             }
+            if let Some(why) = reserved_v4(&s) {
+                return Err(net_err(format!(
+                    "--subnet {s} is {why}: use a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
+                )));
+            }
             if let Some(Taken::V4(r)) = taken
                 .iter()
                 .find(|t| matches!(t, Taken::V4(r) if r.prefix != 0 && r.overlaps(&s)))
@@ -324,10 +329,30 @@ fn create_locked(store: &Store, name: &str, opts: &CreateOptions) -> Result<Netw
             .ok_or_else(|| net_err("no free 10.x.y.0/24 left on this host: give --subnet"))?,
     };
     let ipv6 = match opts.ipv6 {
-        Some(v) => v.map(|n| Ipv6Net {
-            addr: n.network().host(1),
-            prefix: n.prefix,
-        }),
+        Some(Some(n)) => {
+            let ula: Ipv6Net = Ipv6Net {
+                addr: std::net::Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+                prefix: 7,
+            };
+            if n.prefix != 64 || !ula.overlaps(&n) {
+                return Err(net_err(format!(
+                    "--ipv6 {n}: give a unique local /64 (inside fc00::/7, e.g. fd42:1:2:3::/64), or none"
+                )));
+            }
+            if let Some(Taken::V6(r)) = taken
+                .iter()
+                .find(|t| matches!(t, Taken::V6(r) if r.prefix != 0 && r.overlaps(&n)))
+            {
+                return Err(net_err(format!(
+                    "--ipv6 {n} overlaps {r}, which this host already routes: choose another"
+                )));
+            }
+            Some(Ipv6Net {
+                addr: n.network().host(1),
+                prefix: n.prefix,
+            })
+        }
+        Some(None) => None,
         None => addr::choose_ipv6(&taken, seed).map(|n| Ipv6Net {
             addr: n.host(1),
             prefix: n.prefix,
@@ -352,6 +377,26 @@ fn create_locked(store: &Store, name: &str, opts: &CreateOptions) -> Result<Netw
         return Err(e);
     }
     Ok(net)
+}
+
+/// Why `net` cannot be a network's subnet: ranges with a meaning of their own (this host,
+/// loopback, link-local, multicast, reserved).
+fn reserved_v4(net: &Ipv4Net) -> Option<&'static str> {
+    const RESERVED: [([u8; 4], u8, &str); 5] = [
+        ([0, 0, 0, 0], 8, "\"this network\" (0.0.0.0/8)"),
+        ([127, 0, 0, 0], 8, "loopback (127.0.0.0/8)"),
+        ([169, 254, 0, 0], 16, "link-local (169.254.0.0/16)"),
+        ([224, 0, 0, 0], 4, "multicast (224.0.0.0/4)"),
+        ([240, 0, 0, 0], 4, "reserved (240.0.0.0/4)"),
+    ];
+    RESERVED.iter().find_map(|(a, p, why)| {
+        Ipv4Net {
+            addr: Ipv4Addr::from(*a),
+            prefix: *p,
+        }
+        .overlaps(net)
+        .then_some(*why)
+    })
 }
 
 /// The network `name`, made if it is the default network and does not exist yet (under
@@ -827,11 +872,13 @@ pub fn sync_firewall(
             continue;
         }
         let n = NetConfig::effective(&cfg.nets);
-        let Some(dest) = addresses(store, &c, &cfg)
-            .first()
-            .and_then(|a| a.parse::<Ipv4Addr>().ok())
-            .or_else(|| n.static_ipv4().map(|a| a.addr))
-        else {
+        // The address reserved for it (a DHCP guest is handed that one too), or its static
+        // one off a managed network.
+        let reserved = (n.kind == "bridge")
+            .then(|| load(store, n.bridge_name()).ok().flatten())
+            .flatten()
+            .and_then(|net| net.file.leases.get(&c).and_then(|l| l.ipv4.parse().ok()));
+        let Some(dest) = reserved.or_else(|| n.static_ipv4().map(|a| a.addr)) else {
             continue;
         };
         let bridge = match n.kind.as_str() {
@@ -903,6 +950,30 @@ pub fn check_config(store: &Store, container: &str, config: &Config) -> Result<(
         }
         _ => {}
     }
+    if n.kind == "routed"
+        && let Some(a) = n.static_ipv4()
+    {
+        let single = Ipv4Net {
+            addr: a.addr,
+            prefix: 32,
+        };
+        if let Some(why) = reserved_v4(&single) {
+            return Err(net_err(format!(
+                "net.ipv4: {} is {why}, not an address for a container",
+                a.addr
+            )));
+        }
+        if let Some(net) = list(store)?.iter().find(|net| net.ipv4.contains(a.addr)) {
+            return Err(net_err(format!(
+                "net.ipv4: {} is inside network {} ({}): a routed address must be outside berth's networks",
+                a.addr,
+                net.name,
+                net.ipv4.network()
+            )));
+        }
+    }
+    let mine = addressing(&n);
+    let my_mac = mac_of(store, container, &n);
     for other in store.list().unwrap_or_default() {
         if other == container {
             continue;
@@ -914,6 +985,24 @@ pub fn check_config(store: &Store, container: &str, config: &Config) -> Result<(
         else {
             continue;
         };
+        let theirs_net = NetConfig::effective(&cfg.nets);
+        // Two containers may not be given one static address (on the same network, or
+        // routed), nor one MAC.
+        if let (Some(m), Some(t)) = (&mine, addressing(&theirs_net))
+            && m.0 == t.0
+            && m.1 == t.1
+        {
+            return Err(net_err(format!(
+                "net.ipv4: {} is already given to container {other}",
+                m.1
+            )));
+        }
+        if n.mac.is_some() && mac_of(store, &other, &theirs_net) == my_mac {
+            return Err(net_err(format!(
+                "net.mac: {} is already container {other}'s",
+                addr::format_mac(&my_mac)
+            )));
+        }
         for p in &config.ports {
             if cfg.ports.iter().any(|q| q.clashes(p)) {
                 return Err(net_err(format!(
@@ -924,6 +1013,18 @@ pub fn check_config(store: &Store, container: &str, config: &Config) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Where a static address lives and what it is: (network or "routed", address), for
+/// finding two containers given the same one.
+fn addressing(n: &NetConfig) -> Option<(String, Ipv4Addr)> {
+    let a = n.static_ipv4()?.addr;
+    let place = match n.kind.as_str() {
+        "bridge" => n.bridge_name().to_string(),
+        "routed" => "routed".to_string(),
+        other => format!("{other}:{}", n.parent.as_deref().unwrap_or_default()),
+    };
+    Some((place, a))
 }
 
 /// A running container's forwards changed: the table is rewritten.

@@ -418,8 +418,18 @@ impl Manager {
             notes.push("the network change applies from the next start".to_string());
         }
         if running.is_some() && old.ports != new.ports {
-            // Forwards follow the config at once.
-            crate::networks::ports_changed(&self.store)?;
+            // Forwards follow the config at once; if the table cannot take them, the old
+            // config (and its limits) come back, so that config and table agree.
+            if let Err(e) = crate::networks::ports_changed(&self.store) {
+                if let Ok(text) = old.to_toml() {
+                    let _ = self.store.write_config(name, &text);
+                }
+                let _ = crate::networks::ports_changed(&self.store);
+                if let Some(state) = &running {
+                    let _ = crate::live::apply(state, &new_limits, &old_limits);
+                }
+                return Err(e);
+            }
         }
         Ok(notes)
     }

@@ -8,6 +8,7 @@ pub mod attach;
 pub mod caps;
 mod child;
 pub mod exec;
+mod guestfiles;
 mod init;
 pub mod launcher;
 pub mod mounts;

@@ -8,6 +8,7 @@
 //! removes its veth pair (and so the host end, its routes and its bridge port) or macvlan
 //! in the background, which is cheaper than deleting it and also happens after a crash.
 
+use crate::guestfiles::{self, Existing};
 use berth_net::link::{LinkError, Netlink};
 use berth_spec::{Iface, IfaceKind};
 use std::net::IpAddr;
@@ -127,38 +128,35 @@ const RESOLV_MARK: &str = "# written by berth at each start (remove this line to
 
 /// Points the guest at its network's resolver unless it has its own: /etc/resolv.conf is
 /// written when it is missing, empty, berth's, or a copy of the host's made when the rootfs
-/// was built; never through a symlink (systemd-resolved's stub, a guest's own choice).
-/// Runs inside the container, after pivot_root: only the container's files are in reach.
+/// was built; never through or over a symlink (systemd-resolved's stub, a guest's own
+/// choice). Inside the container, after pivot_root; see [`crate::guestfiles`].
 fn write_resolv_conf(dns: &berth_spec::Dns) {
-    let path = std::path::Path::new("/etc/resolv.conf");
-    let replace = match std::fs::symlink_metadata(path) {
-        Err(_) => path.parent().is_some_and(std::path::Path::is_dir),
-        Ok(m) if !m.is_file() => false,
-        Ok(_) => std::fs::read_to_string(path).is_ok_and(|t| {
+    let Some(etc) = guestfiles::dir("etc") else {
+        return;
+    };
+    let replace = match guestfiles::existing(&etc, "resolv.conf") {
+        Existing::Missing => true,
+        Existing::Other => false,
+        Existing::Regular(t) => {
             t.trim().is_empty()
                 || t.starts_with(RESOLV_MARK)
                 || dns.host_copy.as_deref() == Some(t.as_str())
-        }),
+        }
     };
-    if !replace {
-        return;
-    }
-    let text = format!(
-        "{RESOLV_MARK}\nnameserver {}\nsearch {}\n",
-        dns.server, dns.search
-    );
-    let tmp = std::path::Path::new("/etc/.resolv.conf.berth");
-    // A read-only or full rootfs keeps what it has: the guest still boots.
-    if std::fs::write(tmp, text).is_ok() && std::fs::rename(tmp, path).is_err() {
-        let _ = std::fs::remove_file(tmp);
+    if replace {
+        let text = format!(
+            "{RESOLV_MARK}\nnameserver {}\nsearch {}\n",
+            dns.server, dns.search
+        );
+        guestfiles::replace(&etc, "resolv.conf", &text);
     }
 }
 
 /// systemd-networkd's file for a static eth0: sorts before any other .network file that
 /// matches eth0 (the Debian image's DHCP one is 80-container-eth0.network).
-const NETWORKD_FILE: &str = "/etc/systemd/network/10-berth-eth0.network";
+const NETWORKD: (&str, &str) = ("etc/systemd/network", "10-berth-eth0.network");
 /// ifupdown's, sourced by Debian's /etc/network/interfaces.
-const IFUPDOWN_FILE: &str = "/etc/network/interfaces.d/berth-eth0";
+const IFUPDOWN: (&str, &str) = ("etc/network/interfaces.d", "berth-eth0");
 const GUEST_MARK: &str = "# written by berth from the container's config at each start";
 
 /// A static address written where the guest's own network manager looks (networkd,
@@ -166,22 +164,21 @@ const GUEST_MARK: &str = "# written by berth from the container's config at each
 /// removed again when the config no longer asks for one. A file of the same name that
 /// berth did not write is left alone. Inside the container, after pivot_root.
 fn write_guest_config(iface: &Iface) {
-    let ours = |path: &str| std::fs::read_to_string(path).is_ok_and(|t| t.starts_with(GUEST_MARK));
+    let ours = |e: &Existing| matches!(e, Existing::Regular(t) if t.starts_with(GUEST_MARK));
     let (Some(v4), true) = (iface.ipv4, iface.guest_static) else {
-        for f in [NETWORKD_FILE, IFUPDOWN_FILE] {
-            if ours(f) {
-                let _ = std::fs::remove_file(f);
+        for (d, name) in [NETWORKD, IFUPDOWN] {
+            if let Some(dir) = guestfiles::dir(d)
+                && ours(&guestfiles::existing(&dir, name))
+            {
+                guestfiles::remove(&dir, name);
             }
         }
         return;
     };
-    let dns = iface.dns.as_ref();
-    let free = |path: &str| {
-        let p = std::path::Path::new(path);
-        p.parent().is_some_and(std::path::Path::is_dir)
-            && (ours(path) || std::fs::symlink_metadata(p).is_err())
-    };
-    if free(NETWORKD_FILE) {
+    let free = |e: &Existing| ours(e) || matches!(e, Existing::Missing);
+    if let Some(dir) = guestfiles::dir(NETWORKD.0)
+        && free(&guestfiles::existing(&dir, NETWORKD.1))
+    {
         let mut text = format!("{GUEST_MARK}\n[Match]\nName=eth0\n\n[Network]\nAddress={v4}\n");
         if let Some(gw) = iface.gateway4 {
             text += &format!("Gateway={gw}\n");
@@ -189,20 +186,30 @@ fn write_guest_config(iface: &Iface) {
         if let Some(v6) = iface.ipv6 {
             text += &format!("Address={v6}\n");
         }
-        if let Some(d) = dns {
+        if let Some(d) = &iface.dns {
             text += &format!("DNS={}\nDomains={}\n", d.server, d.search);
         }
-        write_file(NETWORKD_FILE, &text);
+        guestfiles::replace(&dir, NETWORKD.1, &text);
     }
     // ifupdown: unless /etc/network/interfaces configures eth0 itself. `manual`, with the
     // address as a comment: eth0 is configured already, and ifupdown's static method would
     // fail adding an address that exists (a failed networking.service), while `dhcp`
     // would ask for another.
-    let main = std::fs::read_to_string("/etc/network/interfaces").unwrap_or_default();
-    if free(IFUPDOWN_FILE)
-        && !main
-            .lines()
-            .any(|l| l.trim_start().starts_with("iface eth0"))
+    let main = guestfiles::dir("etc/network")
+        .map(|d| guestfiles::existing(&d, "interfaces"))
+        .and_then(|e| match e {
+            Existing::Regular(t) => Some(t),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if main
+        .lines()
+        .any(|l| l.trim_start().starts_with("iface eth0"))
+    {
+        return;
+    }
+    if let Some(dir) = guestfiles::dir(IFUPDOWN.0)
+        && free(&guestfiles::existing(&dir, IFUPDOWN.1))
     {
         let gw = iface
             .gateway4
@@ -211,15 +218,7 @@ fn write_guest_config(iface: &Iface) {
         let text = format!(
             "{GUEST_MARK}\n# eth0 has {v4}{gw}, set by berth before init\nauto eth0\niface eth0 inet manual\n"
         );
-        write_file(IFUPDOWN_FILE, &text);
-    }
-}
-
-/// Writes `text` to `path` by rename; a read-only or full rootfs keeps what it has.
-fn write_file(path: &str, text: &str) {
-    let tmp = format!("{path}.berth-tmp");
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        guestfiles::replace(&dir, IFUPDOWN.1, &text);
     }
 }
 

@@ -251,13 +251,25 @@ impl PortConfig {
                 format!("{:?} is not tcp or udp", self.proto),
             ));
         }
-        if let Some(ip) = &self.host_ip
-            && ip.parse::<IpAddr>().is_err()
-        {
-            return Err(SpecError::Key(
-                "port.host_ip",
-                format!("{ip:?} is not an IP address"),
-            ));
+        match self.host_ip.as_deref().map(str::parse::<IpAddr>) {
+            None | Some(Ok(IpAddr::V4(_))) => {}
+            // Forwards go to the container's IPv4 address: an IPv6 one could not be
+            // translated to it (and ::1 has no route_localnet).
+            Some(Ok(IpAddr::V6(_))) => {
+                return Err(SpecError::Key(
+                    "port.host_ip",
+                    "forwards are IPv4: give an IPv4 host address, e.g. 127.0.0.1".into(),
+                ));
+            }
+            Some(Err(_)) => {
+                return Err(SpecError::Key(
+                    "port.host_ip",
+                    format!(
+                        "{:?} is not an IP address",
+                        self.host_ip.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -367,6 +379,8 @@ mod tests {
         assert!(p(0, "tcp", None).validate().is_err());
         assert!(p(8080, "sctp", None).validate().is_err());
         assert!(p(8080, "tcp", Some("localhost")).validate().is_err());
+        assert!(p(8080, "tcp", Some("::1")).validate().is_err());
+        assert!(p(8080, "tcp", Some("127.0.0.1")).validate().is_ok());
         assert!(p(8080, "tcp", None).clashes(&p(8080, "tcp", Some("127.0.0.1"))));
         assert!(!p(8080, "tcp", None).clashes(&p(8080, "udp", None)));
         assert!(!p(8080, "tcp", Some("127.0.0.1")).clashes(&p(8080, "tcp", Some("10.0.0.1"))));

@@ -698,3 +698,152 @@ fn the_hosts_loopback_services_are_out_of_a_containers_reach() {
         got.map(|(n, a)| (String::from_utf8_lossy(&buf[..n]).to_string(), a))
     );
 }
+
+#[test]
+fn hostile_guest_files_neither_lead_out_nor_hang_a_start() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let name = unique("net-hostile");
+    ok(&w, &["network", "create", "thost"]);
+    let subnet = network(&w, "thost")["subnet"]
+        .as_str()
+        .expect("subnet")
+        .to_string();
+    let addr = format!("{}77/24", subnet.trim_end_matches("0/24"));
+    // Privileged: the worst case, root inside is root outside.
+    ok(
+        &w,
+        &[
+            "create",
+            "busybox",
+            &name,
+            "-c",
+            "privileged=true",
+            "--net",
+            &format!("bridge=thost,ipv4={addr}"),
+        ],
+    );
+    ok(&w, &["start", &name]);
+    let escape = format!("/tmp/berth-escape-{}", std::process::id());
+    let (ok_, out) = sh(
+        &w,
+        &name,
+        &format!(
+            "rm -f /etc/resolv.conf && mkfifo /etc/resolv.conf && \
+             mkdir -p /etc/systemd/network && mkfifo /etc/systemd/network/10-berth-eth0.network && \
+             ln -s /proc/self/fd/3/../../../../../../..{escape} /etc/.resolv.conf.berth-tmp && \
+             ln -s /dev/zero /etc/systemd/network/.10-berth-eth0.network.berth-tmp"
+        ),
+    );
+    assert!(ok_, "{out}");
+    ok(&w, &["stop", &name, "--timeout", "5"]);
+    // The start neither blocks on a FIFO nor writes through a link.
+    let mut start = w
+        .berth()
+        .args(["start", &name])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let done = wait_until(|| start.try_wait().ok().flatten().is_some());
+    if !done {
+        let _ = start.kill();
+        let _ = start.wait();
+    }
+    assert!(done, "start hung on the guest's files");
+    assert!(start.wait().expect("status").success());
+    assert!(
+        !std::path::Path::new(&escape).exists(),
+        "berth wrote {escape} on the host"
+    );
+    let (_, kinds) = sh(
+        &w,
+        &name,
+        "ls -l /etc/resolv.conf /etc/systemd/network/10-berth-eth0.network",
+    );
+    assert!(
+        kinds.lines().all(|l| l.starts_with('p')),
+        "the FIFOs were replaced: {kinds}"
+    );
+    ok(&w, &["delete", "--force", &name]);
+    ok(&w, &["network", "delete", "thost"]);
+}
+
+#[test]
+fn bad_network_input_is_refused_and_changes_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    for (args, what) in [
+        (
+            vec!["network", "create", "tbad", "--subnet", "127.0.0.0/24"],
+            "loopback",
+        ),
+        (
+            vec!["network", "create", "tbad", "--subnet", "224.1.0.0/24"],
+            "multicast",
+        ),
+        (
+            vec!["network", "create", "tbad", "--subnet", "10.1.2.3"],
+            "--subnet",
+        ),
+        (
+            vec!["network", "create", "tbad", "--ipv6", "fd00::/64"],
+            "overlaps",
+        ),
+        (
+            vec!["network", "create", "tbad", "--ipv6", "2001:db8::/64"],
+            "unique local",
+        ),
+        (
+            vec!["network", "create", "tbad", "--ipv6", "::/0"],
+            "unique local",
+        ),
+        (vec!["network", "create", "Bad/Name"], "name"),
+        (vec!["network", "delete", "nosuch"], "does not exist"),
+    ] {
+        let out = w.run(&args);
+        let err = one_line_refusal(&out, &format!("{args:?}"));
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+    assert_eq!(
+        ok(&w, &["network", "list", "--format", "json"]).trim(),
+        "[]"
+    );
+    // Static addresses: one per container; routed ones outside berth's networks.
+    let a = Running::new(&w, &[]);
+    let taken = ipv4_of(&w, &a.name)[0].clone();
+    let fixed = format!("{}.200/24", taken.rsplit_once('.').expect("dotted").0);
+    let b = unique("net-bad");
+    ok(
+        &w,
+        &[
+            "create",
+            "busybox",
+            &b,
+            "--net",
+            &format!("bridge,ipv4={fixed}"),
+        ],
+    );
+    for (net, what) in [
+        (format!("bridge,ipv4={fixed}"), "already given"),
+        (format!("routed={taken}"), "inside network"),
+        ("routed=0.0.0.0".to_string(), "not an address"),
+        ("routed=127.0.0.5".to_string(), "loopback"),
+        ("bridge,mac=ff:ff:ff:ff:ff:ff".to_string(), "net.mac"),
+    ] {
+        let c = unique("net-bad");
+        let out = w.run(&["create", "busybox", &c, "--net", &net]);
+        let err = one_line_refusal(&out, &net);
+        assert!(err.contains(what), "{net}: {err}");
+        assert!(!w.state.join("containers").join(&c).exists());
+    }
+    // An IPv6 host address for a forward is refused, and the config stays as it was.
+    let before = ok(&w, &["config", "show", &a.name]);
+    let out = w.run(&["port", "add", &a.name, "18099", "80", "--host-ip", "::1"]);
+    assert!(one_line_refusal(&out, "ipv6 host ip").contains("IPv4"));
+    assert_eq!(ok(&w, &["config", "show", &a.name]), before);
+    ok(&w, &["delete", &b]);
+}

@@ -154,8 +154,12 @@ pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
     // end, or by `berth doctor` once this process is gone).
     let store = berth_store::Store::open(state_root).map_err(|e| Failure::berth(e.into()))?;
     let key = berth_manager::networks::run_key();
-    let iface = berth_manager::networks::attach_run(&store, &key, &network)
+    let mut iface = berth_manager::networks::attach_run(&store, &key, &network)
         .map_err(|e| Failure::berth(e.into()))?;
+    if !plan.ephemeral {
+        // The user's own directory: its resolv.conf is theirs.
+        iface.dns = None;
+    }
     plan.net = NetMode::Interface(Box::new(iface));
     let status = berth_runtime::run(&plan, &host);
     if let Err(e) = berth_manager::networks::release(&store, &key) {
