@@ -473,7 +473,7 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
     // written again. Checking it at every start would cost an nft process each time; a
     // table flushed by hand is put back by `berth doctor`.
     if fresh || restarted {
-        sync_firewall(store, None, None)?;
+        sync_firewall(store, None)?;
     }
     Ok(())
 }
@@ -567,7 +567,7 @@ pub fn delete(store: &Store, name: &str) -> Result<(), Error> {
         what: format!("remove {}", path(store, name).display()),
         source: e,
     })?;
-    sync_firewall(store, None, None)
+    sync_firewall(store, None)
 }
 
 /// Everything of every network of the root taken down and its firewall table removed
@@ -827,14 +827,16 @@ pub fn addresses(store: &Store, container: &str, config: &Config) -> Vec<String>
 }
 
 /// Rewrites the root's firewall table: NAT for every network, and the port forwards of
-/// every running container (plus `starting`, which is not recorded as running yet, less
-/// `stopping`). Under the networks lock, so that parallel starts and stops each write a
-/// table that holds the others'.
-pub fn sync_firewall(
-    store: &Store,
-    starting: Option<&str>,
-    stopping: Option<&str>,
-) -> Result<(), Error> {
+/// every running container (less `stopping`, whose record may not be cleared yet). Under
+/// the networks lock, so that parallel starts and stops each write a table that holds the
+/// others'.
+pub fn sync_firewall(store: &Store, stopping: Option<&str>) -> Result<(), Error> {
+    nat::sync(&table(store), &desired(store, stopping)?).map_err(net_err)
+}
+
+/// What the root's table should hold (see [`sync_firewall`]). A container counts as
+/// running once its supervisor recorded it, which happens before `start` returns.
+fn desired(store: &Store, stopping: Option<&str>) -> Result<nat::Ruleset, Error> {
     let networks = list(store)?;
     let mut rules = nat::Ruleset {
         networks: networks
@@ -852,12 +854,11 @@ pub fn sync_firewall(
         if Some(c.as_str()) == stopping {
             continue;
         }
-        let running = Some(c.as_str()) == starting
-            || store
-                .read_state(&c)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.init_alive());
+        let running = store
+            .read_state(&c)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.init_alive());
         if !running {
             continue;
         }
@@ -904,7 +905,29 @@ pub fn sync_firewall(
             });
         }
     }
-    nat::sync(&table(store), &rules).map_err(net_err)
+    Ok(rules)
+}
+
+/// The port forwards the root's table holds now, as "HOST_PORT -> ADDRESS:PORT" (from `nft
+/// list table`: what doctor compares with what should be there).
+fn forwards_in_table(store: &Store) -> Vec<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", &table(store)])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut found: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let port = l.split("dport ").nth(1)?.split_whitespace().next()?;
+            let to = l.split("dnat ip to ").nth(1)?.split_whitespace().next()?;
+            Some(format!("{port} -> {to}"))
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Checks what a container's network settings need of the host and of the other
@@ -1030,7 +1053,7 @@ fn addressing(n: &NetConfig) -> Option<(String, Ipv4Addr)> {
 /// A running container's forwards changed: the table is rewritten.
 pub fn ports_changed(store: &Store) -> Result<(), Error> {
     let _lock = lock(store)?;
-    sync_firewall(store, None, None)
+    sync_firewall(store, None)
 }
 
 /// `berth doctor`: finds what containers that no longer run left behind on the host, and
@@ -1091,9 +1114,21 @@ pub fn doctor(store: &Store, fix: bool) -> Result<Vec<String>, Error> {
             }
         }
     }
+    // Forwards in the table that no running container asks for (a container killed with
+    // its supervisor, say).
+    let wanted: Vec<String> = desired(store, None)?
+        .forwards
+        .iter()
+        .map(|f| format!("{} -> {}:{}", f.host_port, f.dest, f.dest_port))
+        .collect();
+    for f in forwards_in_table(store) {
+        if !wanted.contains(&f) {
+            found.push(format!("port forward {f} of a container that does not run"));
+        }
+    }
     if fix {
         // The table as it should be: forwards of running containers only.
-        sync_firewall(store, None, None)?;
+        sync_firewall(store, None)?;
     }
     Ok(found)
 }
@@ -1156,19 +1191,19 @@ pub fn stopped(store: &Store, container: &str, config: &Config) {
         return;
     }
     if let Ok(_lock) = lock(store)
-        && let Err(e) = sync_firewall(store, None, Some(container))
+        && let Err(e) = sync_firewall(store, Some(container))
     {
         tracing::warn!("removing the port forwards of {container}: {e}");
     }
 }
 
 /// After a container started: its port forwards come.
-pub fn started(store: &Store, container: &str, config: &Config) -> Result<(), Error> {
+pub fn started(store: &Store, config: &Config) -> Result<(), Error> {
     if config.ports.is_empty() {
         return Ok(());
     }
     let _lock = lock(store)?;
-    sync_firewall(store, Some(container), None)
+    sync_firewall(store, None)
 }
 
 #[cfg(test)]

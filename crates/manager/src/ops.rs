@@ -245,7 +245,7 @@ impl Manager {
             })?;
         }
         // Its port forwards, now that it runs (they follow its address).
-        crate::networks::started(&self.store, name, &config).map_err(|e| Error::Start {
+        crate::networks::started(&self.store, &config).map_err(|e| Error::Start {
             name: name.to_string(),
             reason: format!("it runs, but its port forwards failed: {e}"),
         })

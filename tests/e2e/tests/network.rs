@@ -847,3 +847,50 @@ fn bad_network_input_is_refused_and_changes_nothing() {
     assert_eq!(ok(&w, &["config", "show", &a.name]), before);
     ok(&w, &["delete", &b]);
 }
+
+#[test]
+fn doctor_finds_the_forwards_of_a_container_killed_with_its_supervisor() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let c = Running::new(&w, &[]);
+    let port = (30000 + std::process::id() % 20000).to_string();
+    ok(&w, &["port", "add", &c.name, &port, "80"]);
+    let info = berth_e2e::system::info(&w, &c.name);
+    let table = network(&w, "berth0")["firewall_table"]
+        .as_str()
+        .expect("table")
+        .to_string();
+    assert!(nft_table(&table).contains(&format!("dport {port}")));
+    // Both of ours, by the pids berth recorded: the supervisor first, so nobody cleans up.
+    for key in ["supervisor_pid", "pid"] {
+        let pid = info[key].to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    }
+    assert!(wait_until(
+        || berth_e2e::system::info(&w, &c.name)["state"] == "stopped"
+    ));
+    let found = ok(&w, &["doctor", "--dry-run"]);
+    assert!(
+        found.contains(&format!("port forward {port} ->")),
+        "{found}"
+    );
+    assert!(
+        nft_table(&table).contains(&format!("dport {port}")),
+        "a dry run changed the table"
+    );
+    let fixed = ok(&w, &["doctor"]);
+    assert!(
+        fixed.contains(&format!("fixed: port forward {port}")),
+        "{fixed}"
+    );
+    assert!(!nft_table(&table).contains(&format!("dport {port}")));
+    assert!(ok(&w, &["doctor"]).contains("nothing left behind"));
+}
