@@ -80,7 +80,13 @@ pub fn allocate(subnet: &Ipv4Net, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
 /// A stable, locally administered unicast MAC for a container's interface: 02:xx from the
 /// hash of its root and name, the same at every start (so DHCP hands out the same lease).
 pub fn mac_for(seed: u64) -> [u8; 6] {
-    let b = seed.to_be_bytes();
+    // FNV's low bytes change little between similar names (web1, web2): mixed first
+    // (splitmix64's finaliser), so that every byte of the MAC depends on the whole name.
+    let mut z = seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let b = z.to_be_bytes();
     // 0x02: locally administered, unicast.
     [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
@@ -218,6 +224,10 @@ mod tests {
         assert_eq!(m, mac_for(fnv(&[b"/var/lib/berth", b"web"])));
         assert_ne!(m, mac_for(fnv(&[b"/var/lib/berth", b"db"])));
         assert_eq!(m[0], 0x02);
+        // Similar names differ early in the MAC, not only in its last byte.
+        let a = mac_for(fnv(&[b"/r", b"web1"]));
+        let b = mac_for(fnv(&[b"/r", b"web2"]));
+        assert_ne!(a[1..4], b[1..4]);
         assert_eq!(parse_mac(&format_mac(&m)), Some(m));
         assert_eq!(parse_mac("01:00:5e:00:00:01"), None);
         assert_eq!(parse_mac("00:00:00:00:00:00"), None);

@@ -126,6 +126,28 @@ fn debian_bookworm_builds_once_and_boots() {
         .and_then(|c| c["ipv4"][0].as_str())
         .unwrap_or_default()
         .to_string();
+    // The guest's own DHCP client (networkd) asked too, out of the box, and dnsmasq
+    // handed it the reserved address: its MAC is in the network's lease file.
+    let net: serde_json::Value = serde_json::from_str(&ok(
+        &root,
+        &["network", "show", "berth0", "--format", "json"],
+    ))
+    .expect("network JSON");
+    let mac = net["leases"][name.as_str()]["mac"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let lease_file = std::path::Path::new("/run/berth-net")
+        .join(net["bridge"].as_str().unwrap_or_default())
+        .join("leases");
+    let mut handed = String::new();
+    for _ in 0..100 {
+        handed = std::fs::read_to_string(&lease_file).unwrap_or_default();
+        if !mac.is_empty() && handed.contains(&format!("{mac} {listed} ")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // apt-get update through the NAT, where the mirror answers the host.
     let apt = apt_update(&root, &name);
     let stop = berth(&root, &["stop", &name, "--timeout", "60"]);
@@ -194,6 +216,10 @@ fn debian_bookworm_builds_once_and_boots() {
     assert!(
         !listed.is_empty() && eth0.contains(&format!("inet {listed}/")),
         "{eth0} vs {listed:?}"
+    );
+    assert!(
+        !mac.is_empty() && handed.contains(&format!("{mac} {listed} ")),
+        "networkd's DHCP lease for {mac} {listed} is not in {handed:?}"
     );
     assert_eq!(
         second_state, "running",

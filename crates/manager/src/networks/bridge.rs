@@ -333,7 +333,15 @@ pub fn delete(store: &Store, name: &str) -> Result<(), Error> {
             "network {name} does not exist (`berth network list`)"
         ))
     })?;
-    let users = users(store, name);
+    let mut users = users(store, name);
+    // A `berth run` on it holds a lease while it lives.
+    users.extend(
+        net.file
+            .leases
+            .keys()
+            .filter(|k| k.starts_with("run.") && !stale_lease(k, &[]))
+            .map(|k| format!("berth run (pid {})", &k[4..])),
+    );
     if !users.is_empty() {
         return Err(net_err(format!(
             "network {name} is used by {}: delete them or move them to another network first",

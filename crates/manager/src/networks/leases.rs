@@ -255,6 +255,11 @@ pub fn check_config(store: &Store, container: &str, config: &Config) -> Result<(
         }
         "macvlan" => {
             let parent = n.parent.as_deref().unwrap_or_default();
+            if parent == "lo" {
+                return Err(net_err(
+                    "net.parent: a macvlan sits on an Ethernet interface (e.g. eth0), not on lo",
+                ));
+            }
             if !exists(parent) {
                 return Err(net_err(format!(
                     "net.parent: there is no interface {parent} on this host"
