@@ -202,6 +202,17 @@ pub fn up(store: &Store, net: &Network) -> Result<(), Error> {
     let fresh = match nl.index(&net.file.bridge).map_err(net_err)? {
         Some(_) => false,
         None => {
+            // Made again (after a reboot, say): the host may have gained a route into the
+            // subnet meanwhile (a VPN), which the bridge's would fight.
+            if let Some(Taken::V4(r)) = host_taken().iter().find(
+                |t| matches!(t, Taken::V4(r) if r.prefix != 0 && r.overlaps(&net.ipv4.network())),
+            ) {
+                return Err(net_err(format!(
+                    "network {}'s subnet {} now overlaps the host's route to {r}: delete the network and create it with another --subnet",
+                    net.name,
+                    net.ipv4.network()
+                )));
+            }
             nl.create_bridge(&net.file.bridge).map_err(|e| {
                 if e.is_errno(95 /* EOPNOTSUPP */) {
                     net_err(format!(
