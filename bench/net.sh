@@ -9,13 +9,13 @@
 #
 # Usage: sudo bash bench/net.sh
 # Env:   RUNS (starts timed, default 40), SECS (iperf3 seconds per transfer, default 5),
-#        ROUNDS (transfers each side, interleaved, default 3), BERTH, TMPDIR.
+#        ROUNDS (transfers each side, interleaved, default 6), BERTH, TMPDIR.
 set -euo pipefail
 export LC_ALL=C
 
 RUNS=${RUNS:-40}
 SECS=${SECS:-5}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-6}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 say() { printf '%s\n' "$*"; }
