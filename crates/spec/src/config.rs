@@ -415,17 +415,8 @@ impl Config {
     /// to one type; an empty value unsets a key.
     fn with_net(&self, key: &str, raw: &str) -> Result<Config, SpecError> {
         let mut net = NetConfig::effective(&self.nets);
-        let value = (!raw.is_empty()).then(|| raw.to_string());
-        match key {
-            "type" => net = NetConfig::of(raw),
-            "bridge" => net.bridge = value,
-            "parent" => net.parent = value,
-            "ipv4" => net.ipv4 = value,
-            "gateway" => net.gateway = value,
-            "ipv6" => net.ipv6 = value,
-            "mac" => net.mac = value,
-            _ => return Err(unknown_key(&format!("net.{key}"))),
-        }
+        net.set(key, raw)
+            .map_err(|_| unknown_key(&format!("net.{key}")))?;
         let mut c = self.clone();
         c.nets = vec![net];
         Ok(c)

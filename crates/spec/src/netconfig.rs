@@ -58,6 +58,28 @@ impl NetConfig {
         }
     }
 
+    /// Sets `key` (a [[net]] key without its `net.` prefix) to `value`; an empty value
+    /// unsets it. Setting `type` starts the entry afresh, since most other keys belong to
+    /// one type. Not validated: see [`NetConfig::validate`].
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SpecError> {
+        let v = (!value.is_empty()).then(|| value.to_string());
+        match key {
+            "type" => *self = NetConfig::of(value),
+            "bridge" => self.bridge = v,
+            "parent" => self.parent = v,
+            "ipv4" => self.ipv4 = v,
+            "gateway" => self.gateway = v,
+            "ipv6" => self.ipv6 = v,
+            "mac" => self.mac = v,
+            _ => {
+                return Err(SpecError::Config(format!(
+                    "unknown [[net]] key {key:?}: type, bridge, parent, ipv4, gateway, ipv6 or mac"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// What a system container with these entries gets: its one entry, or a bridge on the
     /// default network when there is none.
     pub fn effective(nets: &[NetConfig]) -> NetConfig {

@@ -648,6 +648,27 @@ fn a_run_joins_a_bridge_and_gives_its_address_back() {
     // The run's lease is given back: only the container's is left.
     let leases = network(&w, "berth0")["leases"].clone();
     assert_eq!(leases.as_object().map(|l| l.len()), Some(1), "{leases}");
+    // The other interface types too: a routed run gets its address.
+    let routed = format!("10.{}.97.9", 100 + std::process::id() % 100);
+    let out = w.run(&[
+        "run",
+        "--net",
+        &format!("routed={routed}"),
+        "busybox",
+        "--",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(
+        text(&out.stdout).contains(&format!("inet {routed}/32")),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let out = w.run(&["run", "--net", "bridge=nosuchnet", "busybox", "--", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
     assert!(

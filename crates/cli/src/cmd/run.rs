@@ -28,7 +28,7 @@ pub struct RunArgs {
     privileged: bool,
     /// Network: `none` (a namespace with loopback only, the default), `host`, or `bridge`
     /// / `bridge=NETWORK` (eth0 on a managed network: an address, NAT and DNS).
-    #[arg(long, value_parser = parse_net, default_value = "none", value_name = "none|host|bridge[=NETWORK]")]
+    #[arg(long, value_parser = parse_net, default_value = "none", value_name = "none|host|TYPE[=ARG][,KEY=VALUE...]")]
     net: Net,
     /// Bind mount SRC:DST[:ro] (repeatable).
     #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
@@ -59,25 +59,29 @@ pub struct RunArgs {
 /// other v1 hierarchies (devices, freezer, name=systemd, ...) serve system containers.
 const RUN_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
 
-/// `--net`: none (the default), host, or bridge[=NETWORK] (eth0 on a managed network,
-/// berth0 by default, with an address reserved for the run and given back at its end).
+/// `--net`: none (the default), host, or an interface as on create (`bridge`,
+/// `bridge=NET`, `routed=ADDRESS`, `macvlan=PARENT`, then [[net]] keys), whose address on a
+/// managed network is reserved for the run and given back at its end.
 #[derive(Clone, Debug, PartialEq)]
 enum Net {
     None,
     Host,
-    Bridge(String),
+    Iface(Box<berth_spec::config::NetConfig>),
 }
 
 fn parse_net(text: &str) -> Result<Net, String> {
     match text {
-        "none" => Ok(Net::None),
-        "host" => Ok(Net::Host),
-        "bridge" => Ok(Net::Bridge(berth_spec::netconfig::DEFAULT_NETWORK.into())),
-        t => match t.strip_prefix("bridge=") {
-            Some(n) if !n.is_empty() => Ok(Net::Bridge(n.to_string())),
-            _ => Err(format!("{t:?}: use none, host, bridge or bridge=NETWORK")),
-        },
+        "none" => return Ok(Net::None),
+        "host" => return Ok(Net::Host),
+        _ => {}
     }
+    let mut n = berth_spec::config::NetConfig::of("bridge");
+    for (k, v) in super::net::net_settings(text)? {
+        n.set(k.trim_start_matches("net."), &v)
+            .map_err(|e| e.to_string())?;
+    }
+    n.validate().map_err(|e| format!("--net {text}: {e}"))?;
+    Ok(Net::Iface(Box::new(n)))
 }
 
 /// `berth [--root DIR] [--log-level L] run [OPTIONS] SOURCE [-- COMMAND...]` parsed by hand:
@@ -141,12 +145,12 @@ pub fn parse_fast(argv: &[String]) -> Option<(String, Option<PathBuf>, RunArgs)>
 }
 
 pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
-    let bridge = match &args.net {
-        Net::Bridge(n) => Some(n.clone()),
+    let iface = match &args.net {
+        Net::Iface(n) => Some(n.clone()),
         _ => None,
     };
     let (mut plan, host) = plan(state_root, args).map_err(Failure::berth)?;
-    let Some(network) = bridge else {
+    let Some(net) = iface else {
         let status = berth_runtime::run(&plan, &host)?;
         return Ok(u8::try_from(status).unwrap_or(255));
     };
@@ -154,7 +158,7 @@ pub fn main(state_root: &Path, args: RunArgs) -> Result<u8, Failure> {
     // end, or by `berth doctor` once this process is gone).
     let store = berth_store::Store::open(state_root).map_err(|e| Failure::berth(e.into()))?;
     let key = berth_manager::networks::run_key();
-    let mut iface = berth_manager::networks::attach_run(&store, &key, &network)
+    let mut iface = berth_manager::networks::attach_run(&store, &key, &net)
         .map_err(|e| Failure::berth(e.into()))?;
     if !plan.ephemeral {
         // The user's own directory: its resolv.conf is theirs.
@@ -364,7 +368,7 @@ fn plan(state_root: &Path, a: RunArgs) -> anyhow::Result<(Plan, berth_runtime::H
         // A bridge's eth0 is added by `main` once the network has a lease for the run.
         net: match a.net {
             Net::Host => NetMode::Host,
-            Net::None | Net::Bridge(_) => NetMode::Loopback,
+            Net::None | Net::Iface(_) => NetMode::Loopback,
         },
         cgroupns: true,
         mount_sys: true,

@@ -77,20 +77,27 @@ pub fn run_key() -> String {
     format!("run.{}", std::process::id())
 }
 
-/// eth0 for a `berth run` on managed network `network`: its address reserved under `key`
-/// (see [`run_key`]) and set before the command starts.
-pub fn attach_run(store: &Store, key: &str, network: &str) -> Result<Iface, Error> {
+/// eth0 for a `berth run` as `net` asks (bridge, routed, macvlan): on a managed network its
+/// address is reserved under `key` (see [`run_key`]); set before the command starts.
+pub fn attach_run(store: &Store, key: &str, net: &NetConfig) -> Result<Iface, Error> {
     let mut config = Config::new(berth_spec::config::Rootfs::default());
-    let mut n = NetConfig::of("bridge");
-    n.bridge = Some(network.to_string());
-    config.nets = vec![n];
-    if load(store, network)?.is_none() && network != berth_spec::netconfig::DEFAULT_NETWORK {
+    config.nets = vec![net.clone()];
+    let name = net.bridge_name();
+    if net.kind == "bridge"
+        && load(store, name)?.is_none()
+        && name != berth_spec::netconfig::DEFAULT_NETWORK
+        && !Path::new("/sys/class/net")
+            .join(name)
+            .join("bridge")
+            .exists()
+    {
         return Err(net_err(format!(
-            "--net bridge={network}: no such network (`berth network list`, `berth network create {network}`)"
+            "--net bridge={name}: no such network (`berth network list`, `berth network create {name}`)"
         )));
     }
+    check_config(store, key, &config)?;
     attach(store, key, &config)?
-        .ok_or_else(|| net_err("a bridge interface was asked for but none was made"))
+        .ok_or_else(|| net_err("an interface was asked for but none was made"))
 }
 
 /// Whether lease `key` belongs to nobody any more: a deleted container, or a `berth run`
