@@ -445,13 +445,23 @@ impl Manager {
         self.replace_locked(name, &old, &new).map(|_| ())
     }
 
-    /// `berth port remove`: the forward of host port `host_port` (`proto`) goes.
-    pub fn port_remove(&self, name: &str, host_port: u16, proto: &str) -> Result<(), Error> {
+    /// `berth port remove`: the forward of host port `host_port` (`proto`) goes, only the
+    /// one for host address `host_ip` when given.
+    pub fn port_remove(
+        &self,
+        name: &str,
+        host_port: u16,
+        proto: &str,
+        host_ip: Option<&str>,
+    ) -> Result<(), Error> {
         let _lock = self.store.lock(name)?;
         let old = self.config(name)?;
         let mut new = old.clone();
-        new.ports
-            .retain(|p| !(p.host_port == host_port && p.proto == proto));
+        new.ports.retain(|p| {
+            !(p.host_port == host_port
+                && p.proto == proto
+                && host_ip.is_none_or(|ip| p.host_ip.as_deref() == Some(ip)))
+        });
         if new.ports.len() == old.ports.len() {
             return Err(Error::Container {
                 name: name.to_string(),

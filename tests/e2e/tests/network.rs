@@ -186,6 +186,25 @@ fn a_port_forward_from_loopback_reaches_a_server_inside_while_it_runs() {
     let err = one_line_refusal(&out, "a taken host port");
     assert!(err.contains(&c.name), "{err}");
     ok(&w, &["port", "remove", &c.name, &port]);
+    // A forward for one host address is removed by it.
+    ok(
+        &w,
+        &[
+            "port",
+            "add",
+            &c.name,
+            &port,
+            "80",
+            "--host-ip",
+            "127.0.0.1",
+        ],
+    );
+    let out = w.run(&["port", "remove", &c.name, &port, "--host-ip", "127.0.0.2"]);
+    assert!(one_line_refusal(&out, "another host ip").contains("no forward"));
+    ok(
+        &w,
+        &["port", "remove", &c.name, &port, "--host-ip", "127.0.0.1"],
+    );
     assert!(!nft_table(&table).contains(&format!("dport {port}")));
 }
 

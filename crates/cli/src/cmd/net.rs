@@ -241,6 +241,9 @@ enum PortCommand {
         host_port: u16,
         #[arg(long, default_value = "tcp", value_name = "tcp|udp")]
         proto: String,
+        /// Only the forward for this host address (when one port has several).
+        #[arg(long)]
+        host_ip: Option<String>,
     },
 }
 
@@ -289,7 +292,10 @@ pub fn port(root: &Path, a: PortArgs) -> Result<u8, Failure> {
             name,
             host_port,
             proto,
-        } => m.port_remove(&name, host_port, &proto).map_err(fail)?,
+            host_ip,
+        } => m
+            .port_remove(&name, host_port, &proto, host_ip.as_deref())
+            .map_err(fail)?,
     }
     Ok(0)
 }
