@@ -115,14 +115,17 @@ fn two_containers_reach_each_other_the_host_and_are_named() {
     // (SLAAC), which its name resolves to as well.
     let ula = net["ipv6"].as_str().expect("ipv6").to_string();
     let prefix = ula.split("::").next().expect("prefix").to_string();
-    let mut v6 = String::new();
-    assert!(
-        wait_until(|| {
-            v6 = sh(&w, &b.name, "ip -6 -o addr show dev eth0 scope global").1;
-            v6.contains(&prefix) && !v6.contains("tentative")
-        }),
-        "no SLAAC address in {ula}: {v6}"
-    );
+    // Both ends need theirs (and the prefix's route that comes with it).
+    for c in [&a.name, &b.name] {
+        let mut v6 = String::new();
+        assert!(
+            wait_until(|| {
+                v6 = sh(&w, c, "ip -6 -o addr show dev eth0 scope global").1;
+                v6.contains(&prefix) && !v6.contains("tentative")
+            }),
+            "{c}: no SLAAC address in {ula}: {v6}"
+        );
+    }
     let (ok_, out) = sh(&w, &a.name, &format!("ping6 -c1 -W3 {}.berth", b.name));
     assert!(ok_, "ping6 by name: {out}");
 }
