@@ -44,18 +44,10 @@ impl LinkError {
     }
 }
 
-/// Linux interface names: IFNAMSIZ - 1 bytes, no separators.
+/// Linux interface names: IFNAMSIZ - 1 bytes, no separators (the rule configs are checked
+/// by too: [`berth_spec::netconfig::interface_name`]).
 pub fn check_name(name: &str) -> Result<(), LinkError> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(LinkError::BadName(name.to_string()))
-    }
+    berth_spec::netconfig::interface_name(name).map_err(|_| LinkError::BadName(name.to_string()))
 }
 
 /// A route netlink socket of the calling thread's network namespace.

@@ -4,18 +4,9 @@
 
 use std::process::{Child, Command, Stdio};
 
+mod common;
 use berth_net::link::{LinkError, Netlink};
-
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("BERTH_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root");
-        return false;
-    }
-    panic!("this test needs root (set BERTH_TEST_ALLOW_SKIP=1 to skip it)");
-}
+use common::root;
 
 /// The test's links and process, removed on drop even when an assert failed.
 struct Guard {

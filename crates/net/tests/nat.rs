@@ -7,36 +7,14 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
 use berth_net::nat::{self, Forward, Ipv4Net, Ipv6Net, NatError, Network, Proto, Ruleset};
+use common::{root, sh};
 use serde_json::Value;
-
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("BERTH_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root");
-        return false;
-    }
-    panic!("this test needs root (set BERTH_TEST_ALLOW_SKIP=1 to skip it)");
-}
-
-fn sh(cmd: &[&str]) -> Output {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A table name no other test (or test run) uses, deleted on drop even when a test failed.
 struct TableGuard(String);

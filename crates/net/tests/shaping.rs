@@ -3,34 +3,12 @@
 //! interfaces), a transfer each way, and the rate it ran at. Needs root, iproute2 and
 //! python3; addresses from TEST-NET-1 (192.0.2.0/24, never routed).
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
 use berth_net::shaping::{Shaping, apply, ifb_name, remove_ifb};
-
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("BERTH_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root");
-        return false;
-    }
-    panic!("this test needs root (set BERTH_TEST_ALLOW_SKIP=1 to skip it)");
-}
-
-fn sh(cmd: &[&str]) -> Output {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::{root, sh};
 
 /// The test's veth pair and namespace, removed on drop (even when an assert failed).
 struct Pair {
