@@ -36,13 +36,8 @@ chmod 700 "$TMP"
 STATE=$TMP/state
 cleanup() {
     set +e
-    if [[ -n ${BERTH:-} && -x ${BERTH:-} && -d $STATE/containers ]]; then
-        for d in "$STATE"/containers/*/; do
-            [[ -d $d ]] && "$BERTH" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
-        done
-    fi
-    declare -F delete_networks >/dev/null && delete_networks "$STATE"
-    declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
+    # Defined once bench/lib.sh is sourced (this trap may fire before).
+    declare -F clear_state >/dev/null && clear_state "$STATE"
     rm -rf --one-file-system "$TMP"
 }
 trap cleanup EXIT

@@ -59,3 +59,16 @@ delete_networks() {
     done
     return 0
 }
+
+# clear_state STATE: everything berth made for state root STATE: its containers (deleted
+# with --force), its networks, its lxcfs.
+clear_state() {
+    local state=$1 d
+    if [[ -n ${BERTH:-} && -x ${BERTH:-} && -d $state/containers ]]; then
+        for d in "$state"/containers/*/; do
+            [[ -d $d ]] && "$BERTH" --root "$state" delete --force "$(basename "$d")" >/dev/null 2>&1
+        done
+    fi
+    delete_networks "$state"
+    stop_lxcfs "$state"
+}

@@ -37,13 +37,8 @@ IPERF_PIDS=()
 cleanup() {
     set +e
     for p in "${IPERF_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    if [[ -n ${BERTH:-} && -x ${BERTH:-} && -d $STATE/containers ]]; then
-        for d in "$STATE"/containers/*/; do
-            [[ -d $d ]] && "$BERTH" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
-        done
-    fi
-    declare -F delete_networks >/dev/null && delete_networks "$STATE"
-    declare -F stop_lxcfs >/dev/null && stop_lxcfs "$STATE"
+    # Defined once bench/lib.sh is sourced (this trap may fire before).
+    declare -F clear_state >/dev/null && clear_state "$STATE"
     ip netns del "$NS1" 2>/dev/null
     ip netns del "$NS2" 2>/dev/null
     ip link del "$BR" 2>/dev/null
