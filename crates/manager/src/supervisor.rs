@@ -430,11 +430,7 @@ fn finish(store: &Store, name: &str, running: Running, pid_start: u64) {
         let _ = cg.remove();
     }
     let _ = store.clear_state(name);
-    if let Some(config) = store
-        .read_config(name)
-        .ok()
-        .and_then(|t| toml::from_str::<berth_spec::config::Config>(&t).ok())
-    {
+    if let Some(config) = crate::networks::config_of(store, name) {
         crate::networks::stopped(store, name, &config);
     }
     if running.console.is_some() {

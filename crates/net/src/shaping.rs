@@ -57,10 +57,7 @@ fn run(tool: &'static str, args: &[&str]) -> Result<(), Error> {
 /// The ifb device that carries the traffic out of the container whose host end is
 /// `host_if`: derived from its name, so that every command finds the same one.
 pub fn ifb_name(host_if: &str) -> String {
-    let hash = host_if.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("bifb{hash:08x}")
+    format!("bifb{:08x}", crate::addr::fnv(&[host_if.as_bytes()]) as u32)
 }
 
 /// The token bucket for `bps`: a burst of at least one full-size packet and about 10 ms at

@@ -323,14 +323,10 @@ pub(super) fn users(store: &Store, name: &str) -> Vec<String> {
         .unwrap_or_default()
         .into_iter()
         .filter(|c| {
-            store
-                .read_config(c)
-                .ok()
-                .and_then(|t| toml::from_str::<Config>(&t).ok())
-                .is_some_and(|cfg| {
-                    let n = NetConfig::effective(&cfg.nets);
-                    n.kind == "bridge" && n.bridge_name() == name
-                })
+            config_of(store, c).is_some_and(|cfg| {
+                let n = NetConfig::effective(&cfg.nets);
+                n.kind == "bridge" && n.bridge_name() == name
+            })
         })
         .collect()
 }

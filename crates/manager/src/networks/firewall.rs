@@ -39,11 +39,7 @@ pub(super) fn desired(store: &Store, stopping: Option<&str>) -> Result<nat::Rule
         if !running {
             continue;
         }
-        let Some(cfg) = store
-            .read_config(&c)
-            .ok()
-            .and_then(|t| toml::from_str::<Config>(&t).ok())
-        else {
+        let Some(cfg) = config_of(store, &c) else {
             continue;
         };
         if cfg.ports.is_empty() {

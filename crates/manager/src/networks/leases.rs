@@ -303,11 +303,7 @@ pub fn check_config(store: &Store, container: &str, config: &Config) -> Result<(
         if other == container {
             continue;
         }
-        let Some(cfg) = store
-            .read_config(&other)
-            .ok()
-            .and_then(|t| toml::from_str::<Config>(&t).ok())
-        else {
+        let Some(cfg) = config_of(store, &other) else {
             continue;
         };
         let theirs_net = NetConfig::effective(&cfg.nets);

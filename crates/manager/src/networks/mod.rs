@@ -163,6 +163,15 @@ impl Network {
     }
 }
 
+/// Container `name`'s config as written, if it reads. The network checks skip one that
+/// does not: the container's own commands report it.
+pub(crate) fn config_of(store: &Store, name: &str) -> Option<Config> {
+    store
+        .read_config(name)
+        .ok()
+        .and_then(|t| toml::from_str::<Config>(&t).ok())
+}
+
 /// The network called `name`, if it exists.
 pub fn load(store: &Store, name: &str) -> Result<Option<Network>, Error> {
     let p = path(store, name);
